@@ -1,0 +1,16 @@
+//! inferd's core: what every runtime and every front end shares.
+//!
+//! A request travels front end → [`registry::Registry`] → [`model::Model`] and back as
+//! [`tensor::Tensor`]s; anything that goes wrong on the way is an [`error::Error`], whose
+//! [`error::ErrorKind`] is the one table of HTTP statuses, gRPC codes and `error_type` strings.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod executor;
+pub mod model;
+pub mod registry;
+pub mod tensor;
+
+pub use error::{Error, ErrorKind, Result};
+pub use model::{Model, ModelMetadata, TensorSpec};
+pub use tensor::{DataType, NamedTensor, Tensor, TensorData};

@@ -1,0 +1,172 @@
+//! The models a server holds, by name and version, and which one answers the seed's `/predict`.
+//!
+//! Front ends resolve `(name, version?)` here and get an `Arc` to a loaded model; the set of
+//! models is swapped as a whole, so a request keeps the version it started on even if the
+//! repository changes under it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// One version of one model, loaded and ready.
+pub struct LoadedModel {
+    pub name: String,
+    pub version: u64,
+    pub model: Arc<dyn Model>,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadedModel({}:{})", self.name, self.version)
+    }
+}
+
+/// All versions of one model, newest last.
+#[derive(Clone, Default)]
+pub struct ModelVersions {
+    pub versions: BTreeMap<u64, Arc<LoadedModel>>,
+}
+
+/// An immutable view of every served model.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub models: BTreeMap<String, ModelVersions>,
+    /// The model the seed's `/predict` (and other name-less APIs) goes to.
+    pub default_model: Option<String>,
+}
+
+/// The server's models. Cheap to clone; readers take the current snapshot and never block
+/// writers for longer than an `Arc` clone.
+#[derive(Clone, Default)]
+pub struct Registry {
+    current: Arc<RwLock<Arc<Snapshot>>>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the served set of models.
+    pub fn publish(&self, snapshot: Snapshot) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// Adds one model version to the current set.
+    pub fn insert(&self, loaded: LoadedModel) {
+        let mut next = (*self.snapshot()).clone();
+        if next.default_model.is_none() {
+            next.default_model = Some(loaded.name.clone());
+        }
+        next.models
+            .entry(loaded.name.clone())
+            .or_default()
+            .versions
+            .insert(loaded.version, Arc::new(loaded));
+        self.publish(next);
+    }
+
+    /// Server readiness: true once every model has loaded and warmed up, false again while
+    /// draining.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// The model named `name` at `version`, or its newest version when none is given.
+    pub fn resolve(&self, name: &str, version: Option<u64>) -> Result<Arc<LoadedModel>> {
+        let snapshot = self.snapshot();
+        let versions = snapshot
+            .models
+            .get(name)
+            .ok_or_else(|| Error::not_found(format!("unknown model '{}'", printable(name))))?;
+        let found = match version {
+            Some(v) => versions.versions.get(&v),
+            None => versions.versions.values().next_back(),
+        };
+        found.cloned().ok_or_else(|| match version {
+            Some(v) => Error::not_found(format!("model '{name}' has no version {v}")),
+            None => Error::not_found(format!("model '{name}' has no loaded version")),
+        })
+    }
+
+    /// The model for APIs that name none (the seed's `/predict`).
+    pub fn resolve_default(&self) -> Result<Arc<LoadedModel>> {
+        let snapshot = self.snapshot();
+        let name = snapshot
+            .default_model
+            .as_deref()
+            .ok_or_else(|| Error::not_found("no model is being served"))?;
+        self.resolve(name, None)
+    }
+}
+
+/// Echoing a client's text back is fine; echoing megabytes or control characters is not.
+fn printable(name: &str) -> String {
+    let mut out: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    if name.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelMetadata;
+    use crate::tensor::NamedTensor;
+
+    struct Null(ModelMetadata);
+    impl Model for Null {
+        fn metadata(&self) -> &ModelMetadata {
+            &self.0
+        }
+        fn infer(&self, _: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
+            Ok(vec![])
+        }
+    }
+
+    fn null(name: &str, version: u64) -> LoadedModel {
+        let meta = ModelMetadata {
+            platform: "test".into(),
+            inputs: vec![],
+            outputs: vec![],
+            prediction_output: 0,
+            probabilities_output: None,
+        };
+        LoadedModel { name: name.into(), version, model: Arc::new(Null(meta)) }
+    }
+
+    #[test]
+    fn resolves_newest_or_named_version() {
+        let registry = Registry::new();
+        registry.insert(null("iris", 1));
+        registry.insert(null("iris", 3));
+        registry.insert(null("wine", 1));
+        assert_eq!(registry.resolve("iris", None).unwrap().version, 3);
+        assert_eq!(registry.resolve("iris", Some(1)).unwrap().version, 1);
+        assert_eq!(registry.resolve_default().unwrap().name, "iris");
+        let err = registry.resolve("iris", Some(2)).unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::ModelNotFound);
+        assert!(registry.resolve("nope", None).is_err());
+    }
+
+    #[test]
+    fn unknown_names_are_not_echoed_in_full() {
+        let registry = Registry::new();
+        let long = "x".repeat(10_000);
+        let err = registry.resolve(&long, None).unwrap_err();
+        assert!(err.message.len() < 120);
+    }
+}

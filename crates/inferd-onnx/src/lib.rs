@@ -1,0 +1,1 @@
+//! ONNX runtime (being built).
