@@ -9,6 +9,7 @@ pub mod error;
 pub mod executor;
 pub mod model;
 pub mod registry;
+pub mod repository;
 pub mod tensor;
 
 pub use error::{Error, ErrorKind, Result};
