@@ -9,13 +9,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
+use crate::executor::Executor;
 use crate::model::Model;
+use crate::tensor::NamedTensor;
 
 /// One version of one model, loaded and ready.
 pub struct LoadedModel {
     pub name: String,
     pub version: u64,
     pub model: Arc<dyn Model>,
+}
+
+impl LoadedModel {
+    /// Runs this model on `inputs` the way the server should: inline when cheap, on the
+    /// inference threads otherwise (and, where configured, batched with concurrent requests).
+    /// Every front end calls this rather than `Model::infer`, so that policy lives in one place.
+    pub async fn infer(&self, executor: &Executor, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
+        let rows = inputs.first().map(|t| t.tensor.rows()).unwrap_or(1).max(1) as u64;
+        let cost = self.model.cost_per_row_ns().saturating_mul(rows);
+        let model = Arc::clone(&self.model);
+        executor.run(cost, move || model.infer(inputs)).await
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -125,7 +139,6 @@ fn printable(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::ModelMetadata;
-    use crate::tensor::NamedTensor;
 
     struct Null(ModelMetadata);
     impl Model for Null {
