@@ -1,1 +1,102 @@
-//! HTTP front end (being built).
+//! inferd's HTTP front end: the seed's `/predict`, health, the Open Inference Protocol (V2) REST
+//! API with its binary tensor extension, KServe V1 and TF Serving REST, and the OpenAPI document.
+//!
+//! The binary crate builds an [`AppState`] and mounts [`app`]; everything protocol-specific stays
+//! in this crate. Every route reads its body through [`limits::read_body`], so the body, nesting,
+//! element and row limits of [`HttpConfig`] hold on every protocol alike.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use inferd_core::executor::Executor;
+use inferd_core::registry::Registry;
+
+pub mod error;
+mod health;
+pub mod limits;
+pub mod nested;
+mod openapi;
+pub mod request_id;
+mod seed;
+mod tensors;
+mod tfserving;
+pub mod v2;
+
+pub use error::ApiError;
+pub use request_id::{RequestId, REQUEST_ID};
+
+/// Limits on what a request may make the server read or allocate. All are checked before the
+/// allocation they guard.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body, in bytes (413 above it, for Content-Length and chunked bodies).
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted (arrays and objects together).
+    pub max_json_depth: usize,
+    /// Most elements in one tensor (or one `/predict` request).
+    pub max_tensor_elements: usize,
+    /// Most rows (first dimension) in one request.
+    pub max_rows: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_json_depth: 64,
+            max_tensor_elements: 4 * 1024 * 1024,
+            max_rows: 100_000,
+        }
+    }
+}
+
+/// Version labels per model (`stable` → 1, `canary` → 2), for TF Serving's `/labels/{label}`
+/// routes. The registry has no labels yet; the binary fills this from the repository config.
+pub type Labels = Arc<HashMap<String, HashMap<String, u64>>>;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub executor: Executor,
+    pub config: Arc<HttpConfig>,
+    /// Model name → label → version. Empty unless the binary sets it.
+    pub labels: Labels,
+}
+
+impl AppState {
+    /// State with no version labels.
+    pub fn new(registry: Registry, executor: Executor, config: HttpConfig) -> Self {
+        Self {
+            registry,
+            executor,
+            config: Arc::new(config),
+            labels: Labels::default(),
+        }
+    }
+
+    /// Replaces the version labels.
+    pub fn with_labels(mut self, labels: HashMap<String, HashMap<String, u64>>) -> Self {
+        self.labels = Arc::new(labels);
+        self
+    }
+}
+
+/// The whole REST surface. Mount it as is; it sets `x-request-id` on every response.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/predict", post(seed::predict))
+        .route("/v2/health/live", get(health::live))
+        .route("/v2/health/ready", get(health::ready))
+        .merge(v2::routes())
+        .merge(tfserving::routes())
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::docs_page))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(request_id::layer))
+}

@@ -1,0 +1,7 @@
+//! OpenAPI (being built).
+pub async fn document() -> &'static str {
+    "{}"
+}
+pub async fn docs_page() -> &'static str {
+    ""
+}

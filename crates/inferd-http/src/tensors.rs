@@ -1,0 +1,236 @@
+//! What the protocols share between parsing and answering: converting parsed data to the type a
+//! model declares, building the row input of row-oriented APIs, running a model on the executor,
+//! and writing tensor values as JSON.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use inferd_core::registry::LoadedModel;
+use inferd_core::{DataType, Error, NamedTensor, Tensor, TensorData};
+
+use crate::error::ApiError;
+use crate::limits;
+use crate::AppState;
+
+/// The core type a declared datatype is computed in (narrow types widen, see `TensorData`).
+pub fn core_type(datatype: DataType) -> DataType {
+    use DataType::*;
+    match datatype {
+        Bool => Bool,
+        U8 | U16 | I8 | I16 | I32 => I32,
+        U32 | U64 | I64 => I64,
+        F16 | BF16 | F32 => F32,
+        F64 => F64,
+        Bytes => Bytes,
+    }
+}
+
+/// Converts `data` to the core type of `target` where that loses nothing a client would expect
+/// to keep: any number to a float, integers between integer widths (range-checked). Floats are
+/// not truncated into integers, and booleans and strings convert to nothing.
+pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorData, ApiError> {
+    let target = core_type(target);
+    if data.datatype() == target {
+        return Ok(data);
+    }
+    let refuse = |data: &TensorData| {
+        ApiError::bad_request(format!(
+            "{what} must be {}, got {}",
+            target.as_str(),
+            data.datatype().as_str()
+        ))
+    };
+    Ok(match (data, target) {
+        (TensorData::F64(v), DataType::F32) => {
+            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
+        }
+        (TensorData::I64(v), DataType::F32) => {
+            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
+        }
+        (TensorData::I32(v), DataType::F32) => {
+            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
+        }
+        (TensorData::F32(v), DataType::F64) => {
+            TensorData::F64(v.into_iter().map(f64::from).collect())
+        }
+        (TensorData::I64(v), DataType::F64) => {
+            TensorData::F64(v.into_iter().map(|x| x as f64).collect())
+        }
+        (TensorData::I32(v), DataType::F64) => {
+            TensorData::F64(v.into_iter().map(f64::from).collect())
+        }
+        (TensorData::I32(v), DataType::I64) => {
+            TensorData::I64(v.into_iter().map(i64::from).collect())
+        }
+        (TensorData::I64(v), DataType::I32) => {
+            let narrowed: Result<Vec<i32>, _> = v.iter().map(|&x| i32::try_from(x)).collect();
+            TensorData::I32(narrowed.map_err(|_| {
+                ApiError::bad_request(format!("{what} has a value out of range for INT32"))
+            })?)
+        }
+        (data, _) => return Err(refuse(&data)),
+    })
+}
+
+/// Builds the input of a model that takes rows of features, from a parsed flat (`[n]`, one row)
+/// or nested (`[rows, n]`) array: what `/predict`, KServe V1 and TF Serving `instances` send.
+/// Returns the input and the row count.
+pub fn row_input(
+    loaded: &LoadedModel,
+    shape: &[usize],
+    data: TensorData,
+    state: &AppState,
+    what: &str,
+) -> Result<(Vec<NamedTensor>, usize), ApiError> {
+    let meta = loaded.model.metadata();
+    let (Some(features), [spec]) = (meta.row_features(), meta.inputs.as_slice()) else {
+        return Err(ApiError::bad_request(format!(
+            "model '{}' does not take rows of features; use the V2 API (/v2/models/{}/infer)",
+            loaded.name, loaded.name
+        )));
+    };
+    let (rows, width) = match shape {
+        [] => {
+            return Err(ApiError::bad_request(format!(
+                "{what} must be a list of numbers or a list of rows"
+            )))
+        }
+        [n] => (1, *n),
+        [rows, n] => (*rows, *n),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "{what} must be one row or a list of rows, not nested deeper"
+            )))
+        }
+    };
+    if rows == 0 || width == 0 {
+        return Err(ApiError::bad_request(format!("{what} is empty")));
+    }
+    if width != features {
+        return Err(ApiError::bad_request(format!(
+            "each row must have {features} features (model '{}'), got {width}",
+            loaded.name
+        )));
+    }
+    limits::check_rows(rows, &state.config)?;
+    let data = coerce(data, spec.datatype, what)?;
+    let tensor = Tensor::new(vec![rows, features], data).map_err(ApiError)?;
+    Ok((vec![NamedTensor::new(spec.name.clone(), tensor)], rows))
+}
+
+/// Runs `loaded` on the executor (inline when cheap, else on an inference thread) and checks
+/// that it answered with every declared output.
+pub async fn run(
+    state: &AppState,
+    loaded: &Arc<LoadedModel>,
+    inputs: Vec<NamedTensor>,
+    rows: usize,
+) -> Result<Vec<NamedTensor>, ApiError> {
+    let model = Arc::clone(&loaded.model);
+    let cost = model.cost_per_row_ns().saturating_mul(rows.max(1) as u64);
+    let outputs = state
+        .executor
+        .run(cost, move || model.infer(inputs))
+        .await
+        .map_err(ApiError)?;
+    if outputs.len() < loaded.model.metadata().outputs.len() {
+        return Err(ApiError(Error::internal(format!(
+            "model '{}' returned fewer outputs than it declares",
+            loaded.name
+        ))));
+    }
+    Ok(outputs)
+}
+
+/// Writes element `i` of `data` as a JSON value. Non-finite floats become `null` (JSON has no
+/// NaN or infinity); bytes become a string, invalid UTF-8 replaced.
+fn write_element(buf: &mut Vec<u8>, data: &TensorData, i: usize) {
+    // Writing to a Vec cannot fail.
+    let _ = match data {
+        TensorData::Bool(v) => serde_json::to_writer(&mut *buf, &v[i]),
+        TensorData::I64(v) => serde_json::to_writer(&mut *buf, &v[i]),
+        TensorData::I32(v) => serde_json::to_writer(&mut *buf, &v[i]),
+        TensorData::F32(v) => serde_json::to_writer(&mut *buf, &v[i]),
+        TensorData::F64(v) => serde_json::to_writer(&mut *buf, &v[i]),
+        TensorData::Bytes(v) => serde_json::to_writer(&mut *buf, &String::from_utf8_lossy(&v[i])),
+    };
+}
+
+/// Writes `data[start..end]` as a flat JSON array.
+pub fn write_flat(buf: &mut Vec<u8>, data: &TensorData, start: usize, end: usize) {
+    buf.push(b'[');
+    for i in start..end {
+        if i > start {
+            buf.push(b',');
+        }
+        write_element(buf, data, i);
+    }
+    buf.push(b']');
+}
+
+/// Writes the elements from `start` as nested JSON arrays of `shape` (a scalar for `[]`).
+pub fn write_nested(buf: &mut Vec<u8>, data: &TensorData, shape: &[usize], start: usize) {
+    match shape {
+        [] => write_element(buf, data, start),
+        [n] => write_flat(buf, data, start, start + n),
+        [n, rest @ ..] => {
+            let stride: usize = rest.iter().product();
+            buf.push(b'[');
+            for i in 0..*n {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_nested(buf, data, rest, start + i * stride);
+            }
+            buf.push(b']');
+        }
+    }
+}
+
+/// Writes one value per row: the way scikit-learn's `predict` answers, so `[n]` and `[n, 1]`
+/// both give a flat list, and wider outputs a list of rows.
+pub fn write_per_row(buf: &mut Vec<u8>, tensor: &Tensor) {
+    match tensor.shape() {
+        [n] | [n, 1] => write_flat(buf, tensor.data(), 0, *n),
+        shape => write_nested(buf, tensor.data(), shape, 0),
+    }
+}
+
+/// Appends a JSON string (quoted and escaped).
+pub fn write_str(buf: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *buf, s);
+}
+
+/// Appends raw text.
+pub fn write_raw(buf: &mut Vec<u8>, s: &str) {
+    let _ = buf.write_all(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_writing_follows_the_shape() {
+        let data = TensorData::I64(vec![1, 2, 3, 4, 5, 6]);
+        let mut buf = Vec::new();
+        write_nested(&mut buf, &data, &[2, 3], 0);
+        assert_eq!(buf, b"[[1,2,3],[4,5,6]]");
+        let mut buf = Vec::new();
+        write_nested(&mut buf, &TensorData::F32(vec![f32::NAN, 0.5]), &[2], 0);
+        assert_eq!(buf, b"[null,0.5]");
+    }
+
+    #[test]
+    fn coercion_widens_but_never_truncates() {
+        let to_f32 = coerce(TensorData::I64(vec![1, 2]), DataType::F32, "x").unwrap();
+        assert_eq!(to_f32, TensorData::F32(vec![1.0, 2.0]));
+        assert!(coerce(TensorData::F32(vec![1.5]), DataType::I64, "x").is_err());
+        assert!(coerce(TensorData::I64(vec![i64::MAX]), DataType::I32, "x").is_err());
+        assert!(coerce(TensorData::Bytes(vec![]), DataType::F32, "x").is_err());
+        assert_eq!(
+            coerce(TensorData::F32(vec![1.0]), DataType::F16, "x").unwrap(),
+            TensorData::F32(vec![1.0])
+        );
+    }
+}

@@ -1,0 +1,38 @@
+use axum::body::Body;
+use axum::http::Request;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn live_always_ready_follows_the_registry() {
+    assert_eq!(get("/v2/health/live").await.status, 200);
+    assert_eq!(get("/v2/health/ready").await.status, 200);
+    let state = state();
+    state.registry.set_ready(false);
+    let request = || {
+        Request::get("/v2/health/ready")
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(send_to(state.clone(), request()).await.status, 503);
+    let live = Request::get("/v2/health/live").body(Body::empty()).unwrap();
+    assert_eq!(send_to(state, live).await.status, 200);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let generated = get("/v2/health/live").await;
+    assert!(!generated.headers["x-request-id"].is_empty());
+    let mine = Request::get("/nope")
+        .header("x-request-id", "abc-42")
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(mine).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.headers["x-request-id"], "abc-42");
+    let bad = Request::get("/v2")
+        .header("x-request-id", "a b")
+        .body(Body::empty())
+        .unwrap();
+    assert_ne!(send(bad).await.headers["x-request-id"], "a b");
+}

@@ -1,0 +1,5 @@
+//! The REST surface end to end through `app()`, without a socket (plus a few real-socket tests).
+
+mod common;
+mod health;
+mod seed;
