@@ -10,6 +10,7 @@ pub mod executor;
 pub mod model;
 pub mod registry;
 pub mod repository;
+pub mod routing;
 pub mod tensor;
 
 pub use error::{Error, ErrorKind, Result};

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::model::Model;
+use crate::routing::TrafficSplit;
 use crate::tensor::NamedTensor;
 
 /// One version of one model, loaded and ready.
@@ -38,10 +39,14 @@ impl std::fmt::Debug for LoadedModel {
     }
 }
 
-/// All versions of one model, newest last.
+/// All versions of one model, newest last, and how requests choose between them.
 #[derive(Clone, Default)]
 pub struct ModelVersions {
     pub versions: BTreeMap<u64, Arc<LoadedModel>>,
+    /// Weights for requests that name no version; without it they get the newest version.
+    pub split: Option<Arc<TrafficSplit>>,
+    /// Names for versions (TF Serving's labels: `stable` → 1).
+    pub labels: BTreeMap<String, u64>,
 }
 
 /// An immutable view of every served model.
@@ -98,16 +103,41 @@ impl Registry {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// The model named `name` at `version`, or its newest version when none is given.
+    /// The model named `name` at `version`, or, when none is given, the version its traffic
+    /// split picks (else its newest).
     pub fn resolve(&self, name: &str, version: Option<u64>) -> Result<Arc<LoadedModel>> {
+        self.resolve_keyed(name, version, None)
+    }
+
+    /// The request header that makes `name`'s traffic split sticky, if it has one.
+    pub fn sticky_header(&self, name: &str) -> Option<String> {
+        let snapshot = self.snapshot();
+        snapshot.models.get(name)?.split.as_ref()?.sticky_header.clone()
+    }
+
+    /// The version a label points at.
+    pub fn resolve_label(&self, name: &str, label: &str) -> Result<Arc<LoadedModel>> {
+        let version = self
+            .snapshot()
+            .models
+            .get(name)
+            .and_then(|m| m.labels.get(label).copied())
+            .ok_or_else(|| Error::not_found(format!("model '{}' has no label '{}'", printable(name), printable(label))))?;
+        self.resolve(name, Some(version))
+    }
+
+    /// As [`Registry::resolve`], with the request's sticky key (the value of the model's
+    /// sticky header) so the same key always gets the same version.
+    pub fn resolve_keyed(&self, name: &str, version: Option<u64>, key: Option<&[u8]>) -> Result<Arc<LoadedModel>> {
         let snapshot = self.snapshot();
         let versions = snapshot
             .models
             .get(name)
             .ok_or_else(|| Error::not_found(format!("unknown model '{}'", printable(name))))?;
-        let found = match version {
-            Some(v) => versions.versions.get(&v),
-            None => versions.versions.values().next_back(),
+        let found = match (version, &versions.split) {
+            (Some(v), _) => versions.versions.get(&v),
+            (None, Some(split)) => versions.versions.get(&split.pick(key)),
+            (None, None) => versions.versions.values().next_back(),
         };
         found.cloned().ok_or_else(|| match version {
             Some(v) => Error::not_found(format!("model '{name}' has no version {v}")),
