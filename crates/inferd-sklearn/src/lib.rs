@@ -1,0 +1,24 @@
+//! inferd's reader of scikit-learn models saved with `joblib.dump` or `pickle.dump`.
+//!
+//! Python's own unpickler runs whatever code a file names; this crate never does. It parses
+//! the pickle as data ([`pickle`]), accepts only an allowlist of scikit-learn and numpy names,
+//! and builds inferd's own model structures from the values ([`estimators`]).
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod joblib;
+pub mod pickle;
+
+pub use error::Error;
+pub use pickle::Limits;
+
+use pickle::value::{Heap, Id};
+
+/// Decodes a joblib or pickle file into inert values, without building a model.
+pub fn decode(file: &[u8], limits: &Limits) -> Result<(Heap, Id), Error> {
+    let stream = joblib::unwrap_container(file, limits)?;
+    let mut reader = pickle::Reader::new(&stream);
+    let mut heap = Heap::default();
+    let root = pickle::load(&mut reader, &mut heap, limits)?;
+    Ok((heap, root))
+}
