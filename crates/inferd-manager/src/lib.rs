@@ -1,0 +1,12 @@
+//! The model manager: everything that changes *which* models a server runs while it runs.
+//!
+//! - [`reload`]: turns the repository on disk into the registry's snapshot, and keeps doing
+//!   so as versions appear and disappear (file events, with polling as the fallback);
+//! - traffic weights between versions (core's `routing`), set from configs and at run time;
+//! - [`management`]: the authenticated management API on its own port.
+#![forbid(unsafe_code)]
+
+pub mod management;
+pub mod reload;
+
+pub use reload::{LoadFn, Manager, ManagerConfig};
