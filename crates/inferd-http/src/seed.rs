@@ -44,7 +44,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         }
     };
     let prediction_index = meta.prediction_output;
-    let outputs = tensors::run(state, &loaded, inputs, rows).await?;
+    let outputs = tensors::run(state, &loaded, inputs).await?;
     let prediction = outputs
         .get(prediction_index)
         .ok_or_else(|| ApiError(Error::internal("the model gave no prediction")))?;

@@ -2,7 +2,6 @@
 //! model declares, building the row input of row-oriented APIs, running a model on the executor,
 //! and writing tensor values as JSON.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use inferd_core::registry::LoadedModel;
@@ -118,19 +117,15 @@ pub fn row_input(
     Ok((vec![NamedTensor::new(spec.name.clone(), tensor)], rows))
 }
 
-/// Runs `loaded` on the executor (inline when cheap, else on an inference thread) and checks
-/// that it answered with every declared output.
+/// Runs `loaded` through [`LoadedModel::infer`] (which decides inline, inference threads or
+/// batching) and checks that it answered with every declared output.
 pub async fn run(
     state: &AppState,
     loaded: &Arc<LoadedModel>,
     inputs: Vec<NamedTensor>,
-    rows: usize,
 ) -> Result<Vec<NamedTensor>, ApiError> {
-    let model = Arc::clone(&loaded.model);
-    let cost = model.cost_per_row_ns().saturating_mul(rows.max(1) as u64);
-    let outputs = state
-        .executor
-        .run(cost, move || model.infer(inputs))
+    let outputs = loaded
+        .infer(&state.executor, inputs)
         .await
         .map_err(ApiError)?;
     if outputs.len() < loaded.model.metadata().outputs.len() {
@@ -199,11 +194,6 @@ pub fn write_per_row(buf: &mut Vec<u8>, tensor: &Tensor) {
 /// Appends a JSON string (quoted and escaped).
 pub fn write_str(buf: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *buf, s);
-}
-
-/// Appends raw text.
-pub fn write_raw(buf: &mut Vec<u8>, s: &str) {
-    let _ = buf.write_all(s.as_bytes());
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The REST surface end to end through `app()`, without a socket (plus a few real-socket tests).
 
+mod binary;
 mod common;
 mod health;
 mod seed;
+mod v2;
