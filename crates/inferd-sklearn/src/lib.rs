@@ -6,11 +6,16 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+mod estimators;
 pub mod joblib;
+pub mod model;
 pub mod pickle;
 
 pub use error::Error;
+pub use model::SklearnModel;
 pub use pickle::Limits;
+
+use std::sync::Arc;
 
 use pickle::value::{Heap, Id};
 
@@ -21,4 +26,20 @@ pub fn decode(file: &[u8], limits: &Limits) -> Result<(Heap, Id), Error> {
     let mut heap = Heap::default();
     let root = pickle::load(&mut reader, &mut heap, limits)?;
     Ok((heap, root))
+}
+
+/// Loads a scikit-learn model from the bytes of a `joblib.dump` / `pickle.dump` file, with the
+/// default [`Limits`]. Nothing in the file is executed; see the crate docs.
+pub fn load(file: &[u8]) -> Result<Arc<dyn inferd_core::Model>, Error> {
+    load_with_limits(file, &Limits::default())
+}
+
+/// [`load`] with explicit limits.
+pub fn load_with_limits(
+    file: &[u8],
+    limits: &Limits,
+) -> Result<Arc<dyn inferd_core::Model>, Error> {
+    let (heap, root) = decode(file, limits)?;
+    let built = estimators::build(&heap, root)?;
+    Ok(Arc::new(SklearnModel::new(built)))
 }

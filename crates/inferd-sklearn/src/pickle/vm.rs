@@ -532,7 +532,7 @@ impl Machine<'_, '_> {
     }
 
     fn set_items(&mut self, f: &mut Frame, dict: Id, items: Vec<Id>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if items.len() & 1 == 1 {
             return Err(Error::Malformed(
                 "SETITEMS with an odd number of items".into(),
             ));
