@@ -22,7 +22,7 @@ mod openapi;
 pub mod request_id;
 mod seed;
 mod tensors;
-mod tfserving;
+mod v1;
 pub mod v2;
 
 pub use error::ApiError;
@@ -92,7 +92,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
         .merge(v2::routes())
-        .merge(tfserving::routes())
+        .merge(v1::routes())
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::docs_page))
         .fallback(error::not_found)

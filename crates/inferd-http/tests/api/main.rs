@@ -4,4 +4,5 @@ mod binary;
 mod common;
 mod health;
 mod seed;
+mod v1;
 mod v2;
