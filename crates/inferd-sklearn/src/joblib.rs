@@ -37,7 +37,9 @@ pub fn unwrap_container<'a>(file: &'a [u8], limits: &Limits) -> Result<Cow<'a, [
         Err(Error::Unsupported(
             "bz2, lzma and xz compressed joblib files; save with compress=('zlib'|'gzip'|'lz4', level)".into(),
         ))
-    } else if file.first() == Some(&0x80) {
+    } else if matches!(file.first(), Some(0x80 | b'(' | b'c' | b'i' | b']' | b'}')) {
+        // Protocol 2+ starts with PROTO; protocols 0/1 have no header, so let the reader meet
+        // their first opcode and refuse it by name.
         Ok(Cow::Borrowed(file))
     } else {
         Err(Error::Format)
@@ -78,12 +80,9 @@ pub(crate) fn read_wrapped_array(m: &mut Machine<'_, '_>, state: Id) -> Result<A
     if dtype.kind == Kind::Object {
         let inner = m.nested()?;
         return match m.heap.get(inner) {
-            Value::Array(
-                a @ Array {
-                    data: ArrayData::Objects(_),
-                    ..
-                },
-            ) if a.shape == shape => Ok(a.clone()),
+            Value::Array(a) if matches!(a.data, ArrayData::Objects(_)) && a.shape == shape => {
+                Ok((**a).clone())
+            }
             _ => Err(Error::Malformed(
                 "joblib object array does not match its wrapper".into(),
             )),

@@ -35,7 +35,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_decompressed_bytes: 1 << 30,
-            max_values: 1 << 24,
+            max_values: 1 << 22,
             max_memo: 1 << 22,
             max_depth: 200,
             max_stack: 1 << 20,

@@ -32,8 +32,8 @@ pub enum Value {
         args: Vec<Id>,
         state: Option<Id>,
     },
-    Dtype(Dtype),
-    Array(Array),
+    Dtype(Box<Dtype>),
+    Array(Box<Array>),
 }
 
 impl Value {

@@ -587,14 +587,14 @@ impl Machine<'_, '_> {
                     big_endian: false,
                     fields: vec![],
                 };
-                Ok(Value::Array(Array {
+                Ok(Value::Array(Box::new(Array {
                     shape: vec![0],
                     dtype: placeholder,
                     data: ArrayData::Pending,
-                }))
+                })))
             }
             Role::Dtype => match self.heap.get(arg(0)?) {
-                Value::Str(code) => Ok(Value::Dtype(Dtype::from_code(code)?)),
+                Value::Str(code) => Ok(Value::Dtype(Box::new(Dtype::from_code(code)?))),
                 _ => Err(bad_args(g)),
             },
             Role::Scalar => {
@@ -621,9 +621,9 @@ impl Machine<'_, '_> {
                     return Err(bad_args(g));
                 };
                 let raw = raw.clone();
-                Ok(Value::Array(
+                Ok(Value::Array(Box::new(
                     self.array_from_raw(shape, dtype, raw, fortran)?,
-                ))
+                )))
             }
             Role::CodecsEncode => {
                 let Value::Str(text) = self.heap.get(arg(0)?) else {
@@ -639,7 +639,7 @@ impl Machine<'_, '_> {
 
     pub(crate) fn dtype(&self, id: Id) -> Result<Dtype> {
         match self.heap.get(id) {
-            Value::Dtype(d) => Ok(d.clone()),
+            Value::Dtype(d) => Ok((**d).clone()),
             other => Err(Error::Malformed(format!(
                 "expected a numpy dtype, got {}",
                 other.type_name()
@@ -713,7 +713,7 @@ impl Machine<'_, '_> {
         match self.heap.get(target) {
             Value::Object { class, .. } if class.role == Role::ArrayWrapper => {
                 let array = joblib::read_wrapped_array(self, state)?;
-                *self.heap.get_mut(target) = Value::Array(array);
+                *self.heap.get_mut(target) = Value::Array(Box::new(array));
                 Ok(())
             }
             Value::Object { state: None, .. } => {
@@ -724,15 +724,12 @@ impl Machine<'_, '_> {
             }
             Value::Dtype(_) => {
                 let dtype = self.dtype_state(target, state)?;
-                *self.heap.get_mut(target) = Value::Dtype(dtype);
+                *self.heap.get_mut(target) = Value::Dtype(Box::new(dtype));
                 Ok(())
             }
-            Value::Array(Array {
-                data: ArrayData::Pending,
-                ..
-            }) => {
+            Value::Array(a) if a.data == ArrayData::Pending => {
                 let array = self.array_state(state)?;
-                *self.heap.get_mut(target) = Value::Array(array);
+                *self.heap.get_mut(target) = Value::Array(Box::new(array));
                 Ok(())
             }
             other => Err(Error::Malformed(format!("BUILD on {}", other.type_name()))),
