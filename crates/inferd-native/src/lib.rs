@@ -65,3 +65,27 @@ pub fn looks_like_lightgbm_text(bytes: &[u8]) -> bool {
     let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     first.strip_suffix(b"\r").unwrap_or(first) == b"tree"
 }
+
+/// The fuzz target's body, shared with the test that replays its seed corpus: both loaders on
+/// the same bytes, then one small inference on any model that loads. Panics only on a bug.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    use inferd_core::tensor::{NamedTensor, Tensor, TensorData};
+    use inferd_core::Model;
+    for loaded in [load_xgboost_json(data), load_lightgbm_text(data)] {
+        let Ok(mut model) = loaded else { continue };
+        let n_features = model.n_features();
+        if n_features > 1 << 16 {
+            continue;
+        }
+        model.set_max_threads(1);
+        // One row of zeros, one of NaN: the default and the missing-value paths.
+        let mut rows = vec![0.0f32; n_features];
+        rows.extend(std::iter::repeat_n(f32::NAN, n_features));
+        let input = Tensor::new(vec![2, n_features], TensorData::F32(rows)).expect("shape");
+        let outputs = model
+            .infer(vec![NamedTensor::new(model::INPUT, input)])
+            .expect("valid input");
+        assert_eq!(outputs.len(), model.metadata().outputs.len());
+    }
+}

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use inferd_trees::{Aggregate, EnsembleSpec, NodeSpec, SplitRule, TreeSpec};
 
-use crate::model::{Link, Parsed, Task};
+use crate::model::{check_classes, Link, Parsed, Task};
 use crate::xgboost::clip;
 use crate::NativeError;
 
@@ -227,8 +227,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, NativeError> {
     let num_class: usize = header.number("num_class")?;
     let per_iteration: usize = header.number("num_tree_per_iteration")?;
     let max_feature_idx: i64 = header.number("max_feature_idx")?;
-    let n_features = usize::try_from(max_feature_idx + 1)
-        .map_err(|_| NativeError::Invalid(format!("max_feature_idx {max_feature_idx}")))?;
+    let n_features = max_feature_idx
+        .checked_add(1)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| NativeError::Invalid(format!("max_feature_idx {max_feature_idx}")))?;
+    check_classes(num_class)?;
     let task = objective(header.get("objective")?, num_class)?;
     let n_targets = match task {
         Task::Softmax { n_classes } | Task::OneVsAll { n_classes, .. } => n_classes,
@@ -239,7 +242,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, NativeError> {
             "num_tree_per_iteration {per_iteration} for {n_targets} outputs"
         )));
     }
-    if trees.len() % per_iteration != 0 {
+    if per_iteration == 0 || trees.len() % per_iteration != 0 {
         return Err(NativeError::Invalid(format!(
             "{} trees is not a whole number of iterations of {per_iteration}",
             trees.len()
@@ -444,5 +447,136 @@ fn numerical(
                 right: band,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inferd_trees::Ensemble;
+
+    /// LightGBM's predictor on one dense value: near-zero values dropped to 0.0, then
+    /// `Tree::NumericalDecision`. True means left.
+    fn reference(x: f32, t: f64, missing: Missing, default_left: bool) -> bool {
+        let mut x = x as f64;
+        if x.abs() <= ZERO {
+            x = 0.0;
+        }
+        if x.is_nan() && missing != Missing::NaN {
+            x = 0.0;
+        }
+        if missing == Missing::Zero && (-ZERO..=ZERO).contains(&x)
+            || missing == Missing::NaN && x.is_nan()
+        {
+            return default_left;
+        }
+        x <= t
+    }
+
+    #[test]
+    fn numerical_decisions_match_lightgbm() {
+        let z = ZERO as f32;
+        let xs = [
+            f32::NAN,
+            0.0,
+            -0.0,
+            1e-36,
+            -1e-36,
+            z,
+            -z,
+            z.next_up(),
+            (-z).next_down(),
+            1e-30,
+            -1e-30,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            2.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+        ];
+        let ts = [
+            0.0,
+            -0.0,
+            ZERO,
+            -ZERO,
+            1e-36,
+            -1e-36,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            1e-30,
+            -1e-30,
+            0.1,
+            -0.1,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for &t in &ts {
+            for missing in [Missing::None, Missing::Zero, Missing::NaN] {
+                for default_left in [false, true] {
+                    let split = Split {
+                        feature: 0,
+                        threshold: t,
+                        left: 1,
+                        right: 2,
+                    };
+                    let mut extra = Vec::new();
+                    let root = numerical(split, missing, default_left, 3, &mut extra);
+                    let mut nodes = vec![
+                        root,
+                        NodeSpec::Leaf {
+                            values: vec![(0, 1.0)],
+                        },
+                        NodeSpec::Leaf {
+                            values: vec![(0, 2.0)],
+                        },
+                    ];
+                    nodes.extend(extra);
+                    let spec = EnsembleSpec {
+                        trees: vec![TreeSpec { nodes }],
+                        n_features: 1,
+                        n_targets: 1,
+                        aggregate: Aggregate::Sum,
+                        base_values: vec![],
+                    };
+                    let mut out = vec![0.0; xs.len()];
+                    Ensemble::compile(&spec).unwrap().predict(&xs, &mut out);
+                    for (&x, &got) in xs.iter().zip(&out) {
+                        let want = if reference(x, t, missing, default_left) {
+                            1.0
+                        } else {
+                            2.0
+                        };
+                        assert_eq!(got, want, "x={x:e} t={t:e} {missing:?} left={default_left}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn objectives_parse() {
+        assert_eq!(
+            objective("binary sigmoid:2", 1).unwrap(),
+            Task::Binary { scale: 2.0 }
+        );
+        assert_eq!(
+            objective("regression sqrt", 1).unwrap(),
+            Task::Regression(Link::SignedSquare)
+        );
+        assert_eq!(
+            objective("multiclassova num_class:3 sigmoid:1", 3).unwrap(),
+            Task::OneVsAll {
+                n_classes: 3,
+                scale: 1.0
+            }
+        );
+        assert!(objective("multiclass num_class:1", 1).is_err());
+        assert!(objective("binary sigmoid:-1", 1).is_err());
+        assert!(objective("", 1).is_err());
     }
 }

@@ -17,6 +17,19 @@ pub const PROBABILITIES: &str = "probabilities";
 /// Predicted value per row (regressors).
 pub const VARIABLE: &str = "variable";
 
+/// Most classes a model may declare: the count sizes allocations made before any tree is
+/// read, so a corrupt header must not be able to ask for gigabytes.
+pub(crate) const MAX_CLASSES: usize = 1 << 16;
+
+pub(crate) fn check_classes(n: usize) -> Result<(), NativeError> {
+    if n > MAX_CLASSES {
+        return Err(NativeError::Unsupported(format!(
+            "{n} classes (at most {MAX_CLASSES} are supported)"
+        )));
+    }
+    Ok(())
+}
+
 /// How a regressor's margin becomes its prediction.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Link {

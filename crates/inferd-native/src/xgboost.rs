@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 
 use inferd_trees::{Aggregate, EnsembleSpec, NodeSpec, SplitRule, TreeSpec};
 
-use crate::model::{Link, Parsed, Task};
+use crate::model::{check_classes, Link, Parsed, Task};
 use crate::NativeError;
 
 #[derive(Deserialize)]
@@ -183,7 +183,7 @@ impl BaseScore {
                 -(1.0f32 / b - 1.0f32).ln()
             }
             BaseScore::Log => {
-                if !(b > 0.0) {
+                if b.is_nan() || b <= 0.0 {
                     return Err(NativeError::Invalid(format!(
                         "base_score {b} is not positive"
                     )));
@@ -267,6 +267,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, NativeError> {
             "multi-target models (num_target {num_target})"
         )));
     }
+    check_classes(num_class)?;
     let (task, base_kind) = objective(&learner.objective.name, num_class)?;
     let n_targets = num_class.max(1);
 
