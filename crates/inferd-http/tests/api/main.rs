@@ -2,6 +2,7 @@
 
 mod binary;
 mod common;
+mod docs;
 mod health;
 mod seed;
 mod v1;
