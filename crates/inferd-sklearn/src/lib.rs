@@ -43,3 +43,28 @@ pub fn load_with_limits(
     let built = estimators::build(&heap, root)?;
     Ok(Arc::new(SklearnModel::new(built)))
 }
+
+/// The fuzz target's body, shared with the corpus replay test: load `data`, and if a model
+/// loads, run it on a row of zeros and a row of NaN. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let limits = Limits {
+        max_decompressed_bytes: 64 << 20,
+        max_total_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let Ok(model) = load_with_limits(data, &limits) else {
+        return;
+    };
+    let Some(n) = model.metadata().row_features() else {
+        return;
+    };
+    for fill in [0.0f32, f32::NAN] {
+        let Ok(tensor) =
+            inferd_core::Tensor::new(vec![1, n], inferd_core::TensorData::F32(vec![fill; n]))
+        else {
+            return;
+        };
+        let _ = model.infer(vec![inferd_core::NamedTensor::new(model::INPUT, tensor)]);
+    }
+}

@@ -109,7 +109,14 @@ pub(crate) fn build(est: Obj<'_>) -> Result<Option<Box<dyn Step>>> {
                         "MinMaxScaler.feature_range is not two numbers".into(),
                     )),
                 };
-                Some((bound(0)?, bound(1)?))
+                let (lo, hi) = (bound(0)?, bound(1)?);
+                // f64::clamp panics on a reversed or NaN range; scikit-learn refuses those too.
+                if lo.is_nan() || hi.is_nan() || lo > hi {
+                    return Err(Error::Malformed(
+                        "MinMaxScaler.feature_range is reversed".into(),
+                    ));
+                }
+                Some((lo, hi))
             } else {
                 None
             };
