@@ -76,11 +76,17 @@ impl Head for LinearHead {
 pub(crate) fn logistic(est: Obj<'_>) -> Result<Task> {
     let labels = Labels::read(est.heap, est.get("classes_")?)?;
     let rows = est.f64s("coef_")?.len() / est.n_features_in()?.max(1);
-    // scikit-learn < 1.5 chose one-vs-rest for multi_class='ovr', or 'auto' with liblinear;
-    // later releases dropped the parameter and are multinomial beyond two classes.
-    let multi_class = est.str_or("multi_class", "auto");
-    let ovr = multi_class == "ovr"
-        || (multi_class == "auto" && est.str_or("solver", "lbfgs") == "liblinear");
+    // Releases that still had `multi_class` chose one-vs-rest for 'ovr', or for 'auto' (and
+    // its 1.5-1.7 spelling 'deprecated') with liblinear; releases without it always use
+    // softmax beyond two classes.
+    let ovr = match est.opt("multi_class").map(|id| est.heap.get(id)) {
+        Some(crate::pickle::value::Value::Str(m)) => match m.as_str() {
+            "ovr" => true,
+            "multinomial" => false,
+            _ => est.str_or("solver", "lbfgs") == "liblinear",
+        },
+        _ => false,
+    };
     let link = match rows {
         1 if labels.len() == 2 => Link::Binary { scale: 1.0 },
         n if n == labels.len() && n > 2 => {
