@@ -70,6 +70,17 @@ pub fn check_json_depth(json: &[u8], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses JSON whose top level is not an object (serde would otherwise accept a struct written
+/// as an array of its fields).
+pub fn require_object(json: &[u8], example: &str) -> Result<(), ApiError> {
+    match json.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ApiError::bad_request(format!(
+            "the body must be a JSON object, like {example}"
+        ))),
+    }
+}
+
 /// Refuses a tensor of `elements` elements above the configured cap, before allocating it.
 pub fn check_elements(what: &str, elements: usize, config: &HttpConfig) -> Result<(), ApiError> {
     if elements > config.max_tensor_elements {

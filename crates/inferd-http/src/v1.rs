@@ -358,6 +358,7 @@ async fn answer(
         ));
     }
     limits::check_json_depth(&body, config.max_json_depth)?;
+    limits::require_object(&body, r#"{"instances": [[5.1, 3.5, 1.4, 0.2]]}"#)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not valid UTF-8"))?;
     let request: PredictRequest = serde_json::from_str(text)

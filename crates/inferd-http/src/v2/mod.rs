@@ -222,6 +222,10 @@ async fn answer(
         ));
     }
     limits::check_json_depth(header, config.max_json_depth)?;
+    limits::require_object(
+        header,
+        r#"{"inputs": [{"name": ..., "shape": ..., "datatype": ..., "data": ...}]}"#,
+    )?;
     let header = std::str::from_utf8(header)
         .map_err(|_| ApiError::bad_request("the JSON part of the body is not valid UTF-8"))?;
     let request: InferRequest = serde_json::from_str(header)

@@ -2,8 +2,10 @@
 
 mod binary;
 mod common;
+mod corpus;
 mod docs;
 mod health;
 mod seed;
+mod socket;
 mod v1;
 mod v2;
