@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
-# Creates the two Python environments the scikit-learn pickle parity tests need, idempotently:
-#   .venv       the current scikit-learn (the project's main environment)
-#   .venv-sk13  scikit-learn 1.3 side by side, to prove older pickles load too
-# Usage: scripts/sklearn-venvs.sh [--regenerate]   (--regenerate also rewrites fixtures/sklearn)
+# The two scikit-learn releases the pickle parity tests cover, side by side, idempotently:
+#   .venv       the current scikit-learn (the project's main environment, scripts/setup-python)
+#   .venv-sk13  scikit-learn 1.3, to prove files from older releases load too
+# Usage:
+#   scripts/sklearn-venvs.sh                  create both environments
+#   scripts/sklearn-venvs.sh --generate DIR   also write parity fixtures for both into DIR
+#                                             (DIR/<version>/...; fixtures/sklearn to refresh
+#                                             the committed ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-ensure_venv() { # dir, pip requirement...
-  local dir=$1; shift
-  if [ ! -x "$dir/bin/python" ]; then
-    "$PY" -m venv "$dir"
-  fi
-  if ! "$dir/bin/python" -c "import sklearn, joblib" 2>/dev/null; then
-    "$dir/bin/python" -m pip install --quiet --upgrade pip
-    "$dir/bin/python" -m pip install --quiet "$@"
-  fi
-}
+if ! .venv/bin/python -c "import sklearn, joblib, lz4" 2>/dev/null; then
+  scripts/setup-python
+fi
 
-ensure_venv .venv scikit-learn joblib
-# scikit-learn 1.3 wheels are built against numpy 1.x and do not import under numpy 2.
-ensure_venv .venv-sk13 'scikit-learn==1.3.*' 'numpy<2' joblib lz4
+if [ ! -x .venv-sk13/bin/python ]; then
+  "$PY" -m venv .venv-sk13
+fi
+if ! .venv-sk13/bin/python -c "import sklearn, joblib, lz4; assert sklearn.__version__.startswith('1.3.')" 2>/dev/null; then
+  .venv-sk13/bin/python -m pip install -q --upgrade pip
+  # scikit-learn 1.3 wheels are built against numpy 1.x and do not import under numpy 2.
+  .venv-sk13/bin/python -m pip install -q 'scikit-learn==1.3.*' 'numpy<2' joblib lz4
+fi
 
-if [ "${1:-}" = "--regenerate" ]; then
+if [ "${1:-}" = "--generate" ]; then
+  out=${2:?usage: $0 --generate DIR}
+  mkdir -p "$out"
   for venv in .venv .venv-sk13; do
-    "$venv/bin/python" fixtures/sklearn/generate.py fixtures/sklearn
+    "$venv/bin/python" -W ignore fixtures/sklearn/generate.py "$out"
   done
-  .venv/bin/python fixtures/sklearn/malicious.py fixtures/sklearn/malicious
 fi
