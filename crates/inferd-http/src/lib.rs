@@ -6,13 +6,13 @@
 //! element and row limits of [`HttpConfig`] hold on every protocol alike.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
 use inferd_core::executor::Executor;
-use inferd_core::registry::Registry;
+use inferd_core::registry::{LoadedModel, Registry};
 
 pub mod error;
 mod health;
@@ -53,35 +53,56 @@ impl Default for HttpConfig {
     }
 }
 
-/// Version labels per model (`stable` → 1, `canary` → 2), for TF Serving's `/labels/{label}`
-/// routes. The registry has no labels yet; the binary fills this from the repository config.
-pub type Labels = Arc<HashMap<String, HashMap<String, u64>>>;
-
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
     pub executor: Executor,
     pub config: Arc<HttpConfig>,
-    /// Model name → label → version. Empty unless the binary sets it.
-    pub labels: Labels,
 }
 
 impl AppState {
-    /// State with no version labels.
     pub fn new(registry: Registry, executor: Executor, config: HttpConfig) -> Self {
         Self {
             registry,
             executor,
             config: Arc::new(config),
-            labels: Labels::default(),
         }
     }
 
-    /// Replaces the version labels.
-    pub fn with_labels(mut self, labels: HashMap<String, HashMap<String, u64>>) -> Self {
-        self.labels = Arc::new(labels);
-        self
+    /// The model a request for `name` (at `version`, or as the traffic split picks) goes to.
+    /// Where the model's split is sticky, the request's sticky header keeps a client on one
+    /// version.
+    pub(crate) fn resolve(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        headers: &HeaderMap,
+    ) -> Result<Arc<LoadedModel>, ApiError> {
+        let sticky = match version {
+            Some(_) => None,
+            None => self.registry.sticky_header(name),
+        };
+        let key = sticky
+            .as_deref()
+            .and_then(|h| headers.get(h))
+            .map(|v| v.as_bytes());
+        self.registry
+            .resolve_keyed(name, version, key)
+            .map_err(ApiError)
+    }
+
+    /// The default model (the seed's `/predict`), chosen as [`AppState::resolve`] does.
+    pub(crate) fn resolve_default(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<LoadedModel>, ApiError> {
+        let snapshot = self.registry.snapshot();
+        let name = snapshot
+            .default_model
+            .as_deref()
+            .ok_or_else(|| ApiError(inferd_core::Error::not_found("no model is being served")))?;
+        self.resolve(name, None, headers)
     }
 }
 

@@ -29,7 +29,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     let config = &state.config;
     let body = limits::read_body(headers, body, config.max_body_bytes).await?;
     let request = parse(&body, config.max_tensor_elements, config.max_json_depth)?;
-    let loaded = state.registry.resolve_default().map_err(ApiError)?;
+    let loaded = state.resolve_default(headers)?;
     let (inputs, rows) =
         tensors::row_input(&loaded, &request.shape, request.values, state, "inputs")?;
     let meta = loaded.model.metadata();

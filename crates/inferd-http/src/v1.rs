@@ -7,7 +7,7 @@
 //! `instances` answers `predictions` with the model's prediction output per row (what
 //! scikit-learn's `predict` returns, as KServe's sklearn server does); `inputs` answers `outputs`
 //! with every output (the tensor itself for a one-output model, else an object by name).
-//! Labels come from [`AppState::labels`].
+//! Labels are the registry's (`ModelVersions::labels`, from each model's repository config).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,28 +67,21 @@ enum Pick<'a> {
     Label(&'a str),
 }
 
-fn resolve(state: &AppState, model: &str, pick: Pick<'_>) -> Result<Arc<LoadedModel>, ApiError> {
-    let version = match pick {
-        Pick::Newest => None,
-        Pick::Version(v) => Some(parse_version(v)?),
+fn resolve(
+    state: &AppState,
+    model: &str,
+    pick: Pick<'_>,
+    headers: &HeaderMap,
+) -> Result<Arc<LoadedModel>, ApiError> {
+    match pick {
+        Pick::Newest => state.resolve(model, None, headers),
+        Pick::Version(v) => state.resolve(model, Some(parse_version(v)?), headers),
         Pick::Label(label) => {
             // An unknown model is a 404 about the model, not about the label.
             state.registry.resolve(model, None).map_err(ApiError)?;
-            let version = state
-                .labels
-                .get(model)
-                .and_then(|l| l.get(label))
-                .ok_or_else(|| {
-                    ApiError(Error::not_found(format!(
-                        "model '{}' has no version labelled '{}'",
-                        printable(model),
-                        printable(label)
-                    )))
-                })?;
-            Some(*version)
+            state.registry.resolve_label(model, label).map_err(ApiError)
         }
-    };
-    state.registry.resolve(model, version).map_err(ApiError)
+    }
 }
 
 /// Splits `name:verb`; only `predict` is served.
@@ -140,7 +133,7 @@ struct Status<'a> {
 
 fn version_status(state: &AppState, model: &str, pick: Pick<'_>) -> Result<Response, ApiError> {
     let all = matches!(pick, Pick::Newest);
-    let loaded = resolve(state, model, pick)?;
+    let loaded = resolve(state, model, pick, &HeaderMap::new())?;
     let versions: Vec<String> = if all {
         crate::v2::versions_of(state, &loaded.name)
             .into_iter()
@@ -262,7 +255,7 @@ fn tensor_infos(specs: &[TensorSpec]) -> BTreeMap<&str, TensorInfo> {
 }
 
 fn tf_metadata(state: &AppState, model: &str, pick: Pick<'_>) -> Result<Response, ApiError> {
-    let loaded = resolve(state, model, pick)?;
+    let loaded = resolve(state, model, pick, &HeaderMap::new())?;
     let meta = loaded.model.metadata();
     let signature = serde_json::json!({
         "inputs": tensor_infos(&meta.inputs),
@@ -371,7 +364,7 @@ async fn answer(
             )));
         }
     }
-    let loaded = resolve(state, model, pick)?;
+    let loaded = resolve(state, model, pick, headers)?;
     match (request.instances, request.inputs) {
         (Some(instances), None) => {
             let inputs = columns(state, &loaded, instances, "instances")?;

@@ -89,9 +89,10 @@ fn resolve(
     state: &AppState,
     model: &str,
     version: Option<&str>,
+    headers: &HeaderMap,
 ) -> Result<Arc<LoadedModel>, ApiError> {
     let version = version.map(parse_version).transpose()?;
-    state.registry.resolve(model, version).map_err(ApiError)
+    state.resolve(model, version, headers)
 }
 
 #[derive(serde::Serialize)]
@@ -131,7 +132,7 @@ pub fn versions_of(state: &AppState, name: &str) -> Vec<String> {
 }
 
 fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Result<Response, ApiError> {
-    let loaded = resolve(state, model, version)?;
+    let loaded = resolve(state, model, version, &HeaderMap::new())?;
     let meta = loaded.model.metadata();
     Ok(json(&ModelMetadata {
         name: &loaded.name,
@@ -164,7 +165,7 @@ struct Ready<'a> {
 }
 
 fn ready(state: &AppState, model: &str, version: Option<&str>) -> Result<Response, ApiError> {
-    let loaded = resolve(state, model, version)?;
+    let loaded = resolve(state, model, version, &HeaderMap::new())?;
     Ok(json(&Ready {
         name: &loaded.name,
         ready: true,
@@ -232,7 +233,7 @@ async fn answer(
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
     json::check_supported(&request.parameters, "the request").map_err(ApiError::bad_request)?;
 
-    let loaded = resolve(state, model, version)?;
+    let loaded = resolve(state, model, version, headers)?;
     let inputs = build_inputs(state, &loaded, request.inputs, binary::Blobs::new(blobs))?;
     let requested = requested_outputs(&loaded, request.outputs, &request.parameters)?;
     let outputs = tensors::run(state, &loaded, inputs).await?;

@@ -1,6 +1,6 @@
 //! Fake models and request helpers shared by the API tests.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -179,7 +179,7 @@ pub const ALL_TYPES: [DataType; 14] = [
     DataType::Bytes,
 ];
 
-/// A registry with `iris` (versions 1 and 2; the default), `regressor`, `failing` and one echo
+/// A registry with `iris` (versions 1 and 2, labelled stable and canary; the default), `regressor`, `failing` and one echo
 /// model per datatype; ready.
 pub fn registry() -> Registry {
     let registry = Registry::new();
@@ -199,6 +199,11 @@ pub fn registry() -> Registry {
     for datatype in ALL_TYPES {
         add(&echo_name(datatype), 1, Arc::new(Echo::new(datatype)));
     }
+    let mut snapshot = (*registry.snapshot()).clone();
+    if let Some(iris) = snapshot.models.get_mut("iris") {
+        iris.labels = BTreeMap::from([("stable".to_owned(), 1), ("canary".to_owned(), 2)]);
+    }
+    registry.publish(snapshot);
     registry.set_ready(true);
     registry
 }
@@ -213,11 +218,7 @@ pub fn config() -> HttpConfig {
 }
 
 pub fn state() -> AppState {
-    let labels = HashMap::from([(
-        "iris".to_owned(),
-        HashMap::from([("stable".to_owned(), 1), ("canary".to_owned(), 2)]),
-    )]);
-    AppState::new(registry(), Executor::new(2, 16), config()).with_labels(labels)
+    AppState::new(registry(), Executor::new(2, 16), config())
 }
 
 /// A response, its body read whole.

@@ -141,7 +141,7 @@ const CASES: &[Case] = &[
     ("GET", "/v1/models/nope/metadata", "", 404, "unknown model"),
     ("GET", "/v1/models/iris/versions/abc", "", 400, "positive integers"),
     ("GET", "/v1/models/iris/versions/3/metadata", "", 404, "no version 3"),
-    ("GET", "/v1/models/iris/labels/prod", "", 404, "labelled 'prod'"),
+    ("GET", "/v1/models/iris/labels/prod", "", 404, "has no label 'prod'"),
     ("GET", "/v1/models/iris:predict", "", 400, "takes POST"),
     ("POST", "/v1/models/iris:explain", "{}", 400, "not supported"),
     ("POST", "/v1/models/iris:regress", "{}", 400, "not supported"),
@@ -162,7 +162,7 @@ const CASES: &[Case] = &[
     ("POST", "/v1/models/iris:predict", r#"{"inputs": {"x": [[1, 2, 3, 4]]}}"#, 400, "no input 'x'"),
     ("POST", "/v1/models/iris:predict", r#"{"instances": [[1, 2, 3, 4]], "signature_name": "classify"}"#, 400, "signature 'classify' is unknown"),
     ("POST", "/v1/models/iris/versions/0:predict", r#"{"instances": [[1, 2, 3, 4]]}"#, 400, "positive integers"),
-    ("POST", "/v1/models/iris/labels/prod:predict", r#"{"instances": [[1, 2, 3, 4]]}"#, 404, "labelled 'prod'"),
+    ("POST", "/v1/models/iris/labels/prod:predict", r#"{"instances": [[1, 2, 3, 4]]}"#, 404, "has no label 'prod'"),
     ("POST", "/v1/models/echo_int8:predict", r#"{"inputs": {"in": [[200]], "extra": [1]}}"#, 400, "out of range for INT8"),
 ];
 

@@ -29,7 +29,7 @@ async fn tf_serving_status_by_version_and_label() {
     assert_eq!(canary["model_version_status"][0]["version"], "2");
     let answer = get("/v1/models/iris/labels/nightly").await;
     assert_eq!(answer.status, 404);
-    assert!(answer.error().contains("labelled 'nightly'"));
+    assert!(answer.error().contains("has no label 'nightly'"));
     assert_eq!(get("/v1/models/nope/labels/stable").await.status, 404);
 }
 
@@ -126,7 +126,7 @@ async fn predict_errors() {
             "/v1/models/iris/labels/x:predict",
             r#"{"instances": [[1,2,3,4]]}"#,
             404,
-            "labelled 'x'",
+            "has no label 'x'",
         ),
         (
             "/v1/models/iris:predict",

@@ -173,3 +173,32 @@ async fn oversized_tensors_are_refused_before_allocating() {
         .unwrap();
     assert_eq!(send(request).await.status, 413);
 }
+
+#[tokio::test]
+async fn a_sticky_traffic_split_keeps_each_client_on_one_version() {
+    let state = state();
+    let mut snapshot = (*state.registry.snapshot()).clone();
+    let split = inferd_core::routing::TrafficSplit::new(
+        &[(1, 50), (2, 50)],
+        &[1, 2],
+        Some("x-user".into()),
+    );
+    snapshot.models.get_mut("iris").unwrap().split = split.map(std::sync::Arc::new);
+    state.registry.publish(snapshot);
+    let body = iris_request(json!([5.1, 3.5, 1.4, 0.2, 7.7, 3.0, 6.1, 2.3]));
+    let mut seen = std::collections::BTreeSet::new();
+    for user in 0..20 {
+        let mut versions = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let request = Request::post("/v2/models/iris/infer")
+                .header("x-user", format!("user-{user}"))
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let answer = send_to(state.clone(), request).await;
+            versions.insert(answer.json()["model_version"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(versions.len(), 1, "user-{user} moved between versions");
+        seen.extend(versions);
+    }
+    assert_eq!(seen.len(), 2, "both versions get traffic");
+}
