@@ -14,7 +14,11 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<i64>) -> Self {
-        Self { name: name.into(), datatype, shape }
+        Self {
+            name: name.into(),
+            datatype,
+            shape,
+        }
     }
 }
 

@@ -18,7 +18,11 @@ pub struct TrafficSplit {
 impl TrafficSplit {
     /// `weights` as (version, weight); versions not in `loaded` and zero weights are left out.
     /// `None` when nothing is left to choose from.
-    pub fn new(weights: &[(u64, u32)], loaded: &[u64], sticky_header: Option<String>) -> Option<Self> {
+    pub fn new(
+        weights: &[(u64, u32)],
+        loaded: &[u64],
+        sticky_header: Option<String>,
+    ) -> Option<Self> {
         let mut total = 0u64;
         let mut table = Vec::new();
         for &(version, weight) in weights {
@@ -27,7 +31,11 @@ impl TrafficSplit {
                 table.push((version, total));
             }
         }
-        (total > 0).then_some(Self { table, total, sticky_header: sticky_header.map(|h| h.to_ascii_lowercase()) })
+        (total > 0).then_some(Self {
+            table,
+            total,
+            sticky_header: sticky_header.map(|h| h.to_ascii_lowercase()),
+        })
     }
 
     /// The version for one request: by the hash of `key` when given, otherwise at random.
@@ -97,7 +105,10 @@ mod tests {
         let twos = (0..n).filter(|_| split.pick(None) == 2).count() as f64;
         // Binomial(n, 0.1): sd = sqrt(n p (1-p)) ≈ 95; allow 5 sd (false alarm ~ 1 in 3.5M).
         let sd = (n as f64 * 0.1 * 0.9).sqrt();
-        assert!((twos - 10_000.0).abs() < 5.0 * sd, "{twos} of {n} went to version 2");
+        assert!(
+            (twos - 10_000.0).abs() < 5.0 * sd,
+            "{twos} of {n} went to version 2"
+        );
     }
 
     #[test]

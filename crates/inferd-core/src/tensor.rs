@@ -192,9 +192,14 @@ impl Tensor {
 
 /// Product of the dimensions, refusing overflow: shapes come from requests.
 pub fn element_count(shape: &[usize]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-        Error::too_large(format!("shape {shape:?} has more elements than can be addressed"))
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            Error::too_large(format!(
+                "shape {shape:?} has more elements than can be addressed"
+            ))
+        })
 }
 
 /// A tensor with the name of the model input or output it belongs to.
@@ -206,7 +211,10 @@ pub struct NamedTensor {
 
 impl NamedTensor {
     pub fn new(name: impl Into<String>, tensor: Tensor) -> Self {
-        Self { name: name.into(), tensor }
+        Self {
+            name: name.into(),
+            tensor,
+        }
     }
 }
 
@@ -229,7 +237,9 @@ mod tests {
 
     #[test]
     fn datatype_names_round_trip() {
-        for name in ["BOOL", "UINT8", "INT64", "FP16", "BF16", "FP32", "FP64", "BYTES"] {
+        for name in [
+            "BOOL", "UINT8", "INT64", "FP16", "BF16", "FP32", "FP64", "BYTES",
+        ] {
             assert_eq!(DataType::parse(name).unwrap().as_str(), name);
         }
         assert_eq!(DataType::parse("FLOAT"), None);

@@ -75,7 +75,9 @@ impl VersionPolicy {
         match self {
             VersionPolicy::All => v,
             VersionPolicy::Latest(n) => v.split_off(v.len().saturating_sub(*n)),
-            VersionPolicy::Specific(wanted) => v.into_iter().filter(|x| wanted.contains(x)).collect(),
+            VersionPolicy::Specific(wanted) => {
+                v.into_iter().filter(|x| wanted.contains(x)).collect()
+            }
         }
     }
 }
@@ -125,8 +127,8 @@ impl ModelConfig {
         if text.len() > MAX_CONFIG_BYTES {
             return Err(Error::model_load("config.toml is larger than 64 KiB"));
         }
-        let config: ModelConfig =
-            toml::from_str(text).map_err(|e| Error::model_load(format!("config.toml: {}", e.message())))?;
+        let config: ModelConfig = toml::from_str(text)
+            .map_err(|e| Error::model_load(format!("config.toml: {}", e.message())))?;
         config.validate()?;
         Ok(config)
     }
@@ -134,25 +136,35 @@ impl ModelConfig {
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::model_load(format!("config.toml: {m}")));
         match &self.version_policy {
-            VersionPolicy::Latest(0) => return bad("version_policy latest must be at least 1".into()),
+            VersionPolicy::Latest(0) => {
+                return bad("version_policy latest must be at least 1".into())
+            }
             VersionPolicy::Specific(v) if v.is_empty() => {
                 return bad("version_policy specific needs at least one version".into())
             }
             _ => {}
         }
         for (label, &version) in &self.labels {
-            if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if label.is_empty()
+                || !label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return bad(format!("label {label:?} must be letters, digits, - or _"));
             }
             if version == 0 {
-                return bad(format!("label {label:?} points at version 0; versions start at 1"));
+                return bad(format!(
+                    "label {label:?} points at version 0; versions start at 1"
+                ));
             }
         }
         if let Some(b) = &self.batching {
             if b.max_batch_size == 0 || b.max_queue_size == 0 {
                 return bad("batching sizes must be at least 1".into());
             }
-            if !(b.max_queue_delay_ms.is_finite() && (0.0..=10_000.0).contains(&b.max_queue_delay_ms)) {
+            if !(b.max_queue_delay_ms.is_finite()
+                && (0.0..=10_000.0).contains(&b.max_queue_delay_ms))
+            {
                 return bad("batching.max_queue_delay_ms must be between 0 and 10000".into());
             }
         }
@@ -162,7 +174,9 @@ impl ModelConfig {
             }
             for key in t.weights.keys() {
                 if key.parse::<u64>().map_or(true, |v| v == 0) {
-                    return bad(format!("traffic.weights key {key:?} is not a version number"));
+                    return bad(format!(
+                        "traffic.weights key {key:?} is not a version number"
+                    ));
                 }
             }
         }
@@ -224,7 +238,10 @@ mod tests {
     #[test]
     fn policies_select() {
         assert_eq!(VersionPolicy::All.select(&[2, 1]), vec![1, 2]);
-        assert_eq!(VersionPolicy::Specific(vec![1, 5]).select(&[1, 2, 3]), vec![1]);
+        assert_eq!(
+            VersionPolicy::Specific(vec![1, 5]).select(&[1, 2, 3]),
+            vec![1]
+        );
         assert_eq!(VersionPolicy::Latest(5).select(&[1, 2]), vec![1, 2]);
     }
 

@@ -39,7 +39,9 @@ pub fn check_model_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -62,7 +64,8 @@ pub fn scan(root: &Path) -> Result<RepositoryPlan> {
             continue; // editors' and Kubernetes' (..data) hidden entries
         }
         if check_model_name(&name).is_err() {
-            plan.problems.push((name, Error::model_load("invalid model directory name")));
+            plan.problems
+                .push((name, Error::model_load("invalid model directory name")));
             continue;
         }
         names.push(name);
@@ -85,7 +88,8 @@ fn scan_model(root: &Path, name: &str) -> Result<Option<ModelPlan>> {
     }
     let config = match fs::read(dir.join("config.toml")) {
         Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| Error::model_load("config.toml is not UTF-8"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::model_load("config.toml is not UTF-8"))?;
             ModelConfig::parse(&text)?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => ModelConfig::default(),
@@ -103,12 +107,21 @@ fn scan_model(root: &Path, name: &str) -> Result<Option<ModelPlan>> {
     }
     let mut versions = Vec::new();
     for version in config.version_policy.select(&present) {
-        versions.push(VersionPlan { version, file: model_file(root, &dir.join(version.to_string()))? });
+        versions.push(VersionPlan {
+            version,
+            file: model_file(root, &dir.join(version.to_string()))?,
+        });
     }
     if versions.is_empty() {
-        return Err(Error::model_load(format!("model '{name}' has no version directory the policy selects")));
+        return Err(Error::model_load(format!(
+            "model '{name}' has no version directory the policy selects"
+        )));
     }
-    Ok(Some(ModelPlan { name: name.to_owned(), config, versions }))
+    Ok(Some(ModelPlan {
+        name: name.to_owned(),
+        config,
+        versions,
+    }))
 }
 
 /// The single `model.<ext>` file in a version directory.
@@ -126,35 +139,45 @@ fn model_file(root: &Path, version_dir: &Path) -> Result<PathBuf> {
             found.push(inside(root, &path)?);
         }
     }
-    let version = version_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let version = version_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(Error::model_load(format!(
             "version {version} has no model file (model.onnx, .pkl, .joblib, .json or .txt)"
         ))),
-        _ => Err(Error::model_load(format!("version {version} has more than one model.* file"))),
+        _ => Err(Error::model_load(format!(
+            "version {version} has more than one model.* file"
+        ))),
     }
 }
 
 /// Resolves `path` (following symlinks) and checks it is still under `root`; the check is on
 /// the resolved path, so `..`, encoded names and symlinks out of the tree all fail the same way.
 fn inside(root: &Path, path: &Path) -> Result<PathBuf> {
-    let resolved =
-        fs::canonicalize(path).map_err(|_| Error::model_load("a repository entry cannot be resolved"))?;
+    let resolved = fs::canonicalize(path)
+        .map_err(|_| Error::model_load("a repository entry cannot be resolved"))?;
     if resolved.starts_with(root) {
         Ok(resolved)
     } else {
-        Err(Error::model_load("a repository entry points outside the repository"))
+        Err(Error::model_load(
+            "a repository entry points outside the repository",
+        ))
     }
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
-    let entries = fs::read_dir(dir).map_err(|_| Error::model_load("a repository directory cannot be read"))?;
+    let entries = fs::read_dir(dir)
+        .map_err(|_| Error::model_load("a repository directory cannot be read"))?;
     let mut out = Vec::new();
     for entry in entries {
         out.push(entry.map_err(|_| Error::model_load("a repository directory cannot be read"))?);
         if out.len() > MAX_ENTRIES {
-            return Err(Error::model_load("a repository directory has more than 10000 entries"));
+            return Err(Error::model_load(
+                "a repository directory has more than 10000 entries",
+            ));
         }
     }
     Ok(out)
@@ -169,7 +192,8 @@ mod tests {
         fn new(tag: &str) -> Self {
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("inferd-repo-{tag}-{}-{n}", std::process::id()));
+            let p =
+                std::env::temp_dir().join(format!("inferd-repo-{tag}-{}-{n}", std::process::id()));
             let _ = fs::remove_dir_all(&p);
             fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -228,7 +252,11 @@ mod tests {
         repo.file("ok/1/model.onnx", "x");
         std::os::unix::fs::symlink(&outside.0, repo.0.join("escape")).unwrap();
         fs::create_dir_all(repo.0.join("sneaky/1")).unwrap();
-        std::os::unix::fs::symlink(outside.0.join("1/model.onnx"), repo.0.join("sneaky/1/model.onnx")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.0.join("1/model.onnx"),
+            repo.0.join("sneaky/1/model.onnx"),
+        )
+        .unwrap();
         let plan = scan(&repo.0).unwrap();
         assert_eq!(plan.models.len(), 1);
         for (name, err) in &plan.problems {
@@ -246,7 +274,14 @@ mod tests {
         repo.file("m/-1/model.onnx", "x");
         repo.file("m/2/model.onnx", "x");
         let plan = scan(&repo.0).unwrap();
-        assert_eq!(plan.models[0].versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            plan.models[0]
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .collect::<Vec<_>>(),
+            [2]
+        );
         for bad in ["..", "a/b", "", ".x", "a b", "%2e%2e"] {
             assert!(check_model_name(bad).is_err(), "{bad}");
         }
