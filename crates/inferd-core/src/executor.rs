@@ -7,15 +7,17 @@
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{ModelMetrics, RejectReason, Rejected};
 
 /// Calls estimated under this many nanoseconds run inline on the calling task.
 pub const INLINE_BUDGET_NS: u64 = 20_000;
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A fixed pool of inference threads fed by a bounded queue.
 #[derive(Clone)]
@@ -51,7 +53,9 @@ impl Executor {
                 })
                 .expect("spawning an inference thread at start-up");
         }
-        Self { inner: Arc::new(Inner { sender, threads }) }
+        Self {
+            inner: Arc::new(Inner { sender, threads }),
+        }
     }
 
     pub fn threads(&self) -> usize {
@@ -65,22 +69,129 @@ impl Executor {
         F: FnOnce() -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_until(estimated_ns, None, work).await
+    }
+
+    /// [`Executor::run`] with a deadline: past it, the caller gets
+    /// [`ErrorKind::DeadlineExceeded`] whether the work is still queued or running, and queued
+    /// work whose caller has stopped waiting (deadline, or a dropped future: the client went
+    /// away) is skipped instead of computed.
+    pub async fn run_until<T, F>(
+        &self,
+        estimated_ns: u64,
+        deadline: Option<Instant>,
+        work: F,
+    ) -> Result<T>
+    where
+        F: FnOnce() -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run_inner(estimated_ns, deadline, None, work).await
+    }
+
+    /// The one implementation behind `run`, `run_until` and [`crate::registry::LoadedModel`],
+    /// which passes its model's `metrics` so that queue depth, queue time and rejections are
+    /// recorded per model.
+    pub(crate) async fn run_inner<T, F>(
+        &self,
+        estimated_ns: u64,
+        deadline: Option<Instant>,
+        metrics: Option<&ModelMetrics>,
+        work: F,
+    ) -> Result<T>
+    where
+        F: FnOnce() -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let reject = |reason: RejectReason| match metrics {
+            Some(m) => m.rejected(reason),
+            None => Rejected { model: "", reason }.emit(),
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            reject(RejectReason::DeadlineExceeded);
+            return Err(deadline_exceeded());
+        }
         if estimated_ns <= INLINE_BUDGET_NS {
             return work();
         }
         let (reply, answer) = oneshot::channel();
+        let slot = metrics.map(|m| (m.clone(), m.queued()));
+        let submitted = Instant::now();
         let job: Job = Box::new(move || {
-            // The receiver may be gone if the client disconnected; the result is then unwanted.
+            let now = Instant::now();
+            let metrics = slot.map(|(m, _slot)| m);
+            let reject = |reason: RejectReason| match &metrics {
+                Some(m) => m.rejected(reason),
+                None => Rejected { model: "", reason }.emit(),
+            };
+            let expired = deadline.is_some_and(|d| now >= d);
+            if reply.is_closed() {
+                // A caller whose deadline passed has already counted itself; any other caller
+                // that stopped waiting went away (client disconnected): its answer is unwanted.
+                if !expired {
+                    reject(RejectReason::ClientGone);
+                }
+                return;
+            }
+            if expired {
+                reject(RejectReason::DeadlineExceeded);
+                let _ = reply.send(Err(deadline_exceeded()));
+                return;
+            }
+            if let Some(m) = &metrics {
+                m.waited(submitted, now);
+            }
+            // The receiver may be gone by now; the result is then unwanted.
             let _ = reply.send(work());
         });
         self.inner.sender.try_send(job).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => {
-                Error::new(ErrorKind::Overloaded, "the inference queue is full; retry later")
+                reject(RejectReason::QueueFull);
+                Error::new(
+                    ErrorKind::Overloaded,
+                    "the inference queue is full; retry later",
+                )
             }
             mpsc::TrySendError::Disconnected(_) => Error::internal("inference threads stopped"),
         })?;
-        answer.await.map_err(|_| Error::internal("an inference thread failed"))?
+        await_answer(answer, deadline, reject).await
     }
+
+    /// Queues `job` for an inference thread, waiting for room: only the batching threads call
+    /// this, and they are not async workers, so waiting is their back-pressure.
+    pub(crate) fn submit_blocking(&self, job: Job) -> Result<()> {
+        self.inner
+            .sender
+            .send(job)
+            .map_err(|_| Error::internal("inference threads stopped"))
+    }
+}
+
+pub(crate) fn deadline_exceeded() -> Error {
+    Error::new(
+        ErrorKind::DeadlineExceeded,
+        "the request's deadline passed before it was answered",
+    )
+}
+
+/// Waits for a reply from an inference thread, up to `deadline`. Giving up drops the receiver,
+/// which is how the inference side learns that nobody is waiting any more.
+pub(crate) async fn await_answer<T>(
+    answer: oneshot::Receiver<Result<T>>,
+    deadline: Option<Instant>,
+    on_timeout: impl FnOnce(RejectReason),
+) -> Result<T> {
+    let answered = match deadline {
+        None => answer.await,
+        Some(d) => match tokio::time::timeout_at(tokio::time::Instant::from_std(d), answer).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                on_timeout(RejectReason::DeadlineExceeded);
+                return Err(deadline_exceeded());
+            }
+        },
+    };
+    answered.map_err(|_| Error::internal("an inference thread failed"))?
 }
 
 #[cfg(test)]
@@ -91,7 +202,9 @@ mod tests {
     async fn costly_work_runs_on_an_inference_thread() {
         let executor = Executor::new(2, 4);
         let name = executor
-            .run(INLINE_BUDGET_NS + 1, || Ok(thread::current().name().unwrap_or("").to_owned()))
+            .run(INLINE_BUDGET_NS + 1, || {
+                Ok(thread::current().name().unwrap_or("").to_owned())
+            })
             .await
             .unwrap();
         assert!(name.starts_with("inferd-infer-"), "{name}");
@@ -101,7 +214,10 @@ mod tests {
     async fn cheap_work_runs_inline() {
         let executor = Executor::new(1, 1);
         let here = thread::current().id();
-        let there = executor.run(10, move || Ok(thread::current().id())).await.unwrap();
+        let there = executor
+            .run(10, move || Ok(thread::current().id()))
+            .await
+            .unwrap();
         assert_eq!(here, there);
     }
 

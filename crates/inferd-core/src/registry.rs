@@ -9,35 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::executor::Executor;
-use crate::model::Model;
 use crate::routing::TrafficSplit;
-use crate::tensor::NamedTensor;
 
-/// One version of one model, loaded and ready.
-pub struct LoadedModel {
-    pub name: String,
-    pub version: u64,
-    pub model: Arc<dyn Model>,
-}
-
-impl LoadedModel {
-    /// Runs this model on `inputs` the way the server should: inline when cheap, on the
-    /// inference threads otherwise (and, where configured, batched with concurrent requests).
-    /// Every front end calls this rather than `Model::infer`, so that policy lives in one place.
-    pub async fn infer(&self, executor: &Executor, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
-        let rows = inputs.first().map(|t| t.tensor.rows()).unwrap_or(1).max(1) as u64;
-        let cost = self.model.cost_per_row_ns().saturating_mul(rows);
-        let model = Arc::clone(&self.model);
-        executor.run(cost, move || model.infer(inputs)).await
-    }
-}
-
-impl std::fmt::Debug for LoadedModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LoadedModel({}:{})", self.name, self.version)
-    }
-}
+pub use crate::loaded::{InferOptions, LoadedModel};
 
 /// All versions of one model, newest last, and how requests choose between them.
 #[derive(Clone, Default)]
@@ -112,7 +86,13 @@ impl Registry {
     /// The request header that makes `name`'s traffic split sticky, if it has one.
     pub fn sticky_header(&self, name: &str) -> Option<String> {
         let snapshot = self.snapshot();
-        snapshot.models.get(name)?.split.as_ref()?.sticky_header.clone()
+        snapshot
+            .models
+            .get(name)?
+            .split
+            .as_ref()?
+            .sticky_header
+            .clone()
     }
 
     /// The version a label points at.
@@ -122,13 +102,24 @@ impl Registry {
             .models
             .get(name)
             .and_then(|m| m.labels.get(label).copied())
-            .ok_or_else(|| Error::not_found(format!("model '{}' has no label '{}'", printable(name), printable(label))))?;
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "model '{}' has no label '{}'",
+                    printable(name),
+                    printable(label)
+                ))
+            })?;
         self.resolve(name, Some(version))
     }
 
     /// As [`Registry::resolve`], with the request's sticky key (the value of the model's
     /// sticky header) so the same key always gets the same version.
-    pub fn resolve_keyed(&self, name: &str, version: Option<u64>, key: Option<&[u8]>) -> Result<Arc<LoadedModel>> {
+    pub fn resolve_keyed(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        key: Option<&[u8]>,
+    ) -> Result<Arc<LoadedModel>> {
         let snapshot = self.snapshot();
         let versions = snapshot
             .models
@@ -168,7 +159,8 @@ fn printable(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ModelMetadata;
+    use crate::model::{Model, ModelMetadata};
+    use crate::tensor::NamedTensor;
 
     struct Null(ModelMetadata);
     impl Model for Null {
@@ -188,7 +180,7 @@ mod tests {
             prediction_output: 0,
             probabilities_output: None,
         };
-        LoadedModel { name: name.into(), version, model: Arc::new(Null(meta)) }
+        LoadedModel::new(name, version, Arc::new(Null(meta)))
     }
 
     #[test]

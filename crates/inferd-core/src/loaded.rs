@@ -1,0 +1,120 @@
+//! One loaded model version and how a request runs on it: inline, on an inference thread, or
+//! in a batch, within its deadline. Re-exported as [`crate::registry::LoadedModel`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::batching::Batcher;
+use crate::error::Result;
+use crate::executor::Executor;
+use crate::metrics::ModelMetrics;
+use crate::model::Model;
+use crate::repository::config::BatchingConfig;
+use crate::tensor::NamedTensor;
+
+/// One version of one model, loaded and ready.
+///
+/// Build it with [`LoadedModel::new`] (then [`LoadedModel::with_batching`] where the model's
+/// config asks for batching); the private fields hold its batching queue and metric series.
+pub struct LoadedModel {
+    pub name: String,
+    pub version: u64,
+    pub model: Arc<dyn Model>,
+    pub(crate) batcher: Option<Batcher>,
+    metrics: ModelMetrics,
+}
+
+/// Per-request options for [`LoadedModel::infer_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InferOptions {
+    /// Past this instant the request is answered [`crate::ErrorKind::DeadlineExceeded`],
+    /// whether it is still queued or being computed, and queued work for it is skipped.
+    pub deadline: Option<Instant>,
+}
+
+impl InferOptions {
+    /// A deadline `timeout` from now.
+    pub fn timeout(timeout: Duration) -> Self {
+        Self {
+            deadline: Instant::now().checked_add(timeout),
+        }
+    }
+}
+
+impl LoadedModel {
+    pub fn new(name: impl Into<String>, version: u64, model: Arc<dyn Model>) -> Self {
+        let name = name.into();
+        let metrics = ModelMetrics::new(&name, version);
+        Self {
+            name,
+            version,
+            model,
+            batcher: None,
+            metrics,
+        }
+    }
+
+    /// Coalesces concurrent requests into batched model calls, as `config` says. Models whose
+    /// inputs declare no batch axis keep running unbatched (with a warning).
+    pub fn with_batching(mut self, config: &BatchingConfig, executor: &Executor) -> Self {
+        self.batcher = Batcher::new(
+            Arc::clone(&self.model),
+            config,
+            executor,
+            self.metrics.clone(),
+        );
+        self
+    }
+
+    /// Whether requests to this version are batched.
+    pub fn is_batched(&self) -> bool {
+        self.batcher.is_some()
+    }
+
+    /// Runs this model on `inputs` the way the server should: inline when cheap, on the
+    /// inference threads otherwise (and, where configured, batched with concurrent requests).
+    /// Every front end calls this rather than `Model::infer`, so that policy lives in one place.
+    pub async fn infer(
+        &self,
+        executor: &Executor,
+        inputs: Vec<NamedTensor>,
+    ) -> Result<Vec<NamedTensor>> {
+        self.infer_with(executor, inputs, InferOptions::default())
+            .await
+    }
+
+    /// [`LoadedModel::infer`] with per-request options (a deadline). Dropping the returned
+    /// future (the client went away) withdraws the request: queued work for it is skipped.
+    pub async fn infer_with(
+        &self,
+        executor: &Executor,
+        inputs: Vec<NamedTensor>,
+        options: InferOptions,
+    ) -> Result<Vec<NamedTensor>> {
+        if let Some(batcher) = &self.batcher {
+            // Requests without a batch axis on every input cannot be stacked; they run alone.
+            if let Some(rows) = Batcher::accepts(&inputs) {
+                return batcher.infer(inputs, rows, options.deadline).await;
+            }
+        }
+        let rows = inputs.first().map(|t| t.tensor.rows()).unwrap_or(1).max(1) as u64;
+        let cost = self.model.cost_per_row_ns().saturating_mul(rows);
+        let model = Arc::clone(&self.model);
+        let metrics = self.metrics.clone();
+        let work = move || {
+            let started = Instant::now();
+            let result = model.infer(inputs);
+            metrics.ran(1, started.elapsed());
+            result
+        };
+        executor
+            .run_inner(cost, options.deadline, Some(&self.metrics), work)
+            .await
+    }
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadedModel({}:{})", self.name, self.version)
+    }
+}
