@@ -1,0 +1,2 @@
+//! Unit tests of proto ↔ tensor conversion.
+use super::*;

@@ -1,0 +1,112 @@
+//! inferd's gRPC front end: the Open Inference Protocol service `inference.GRPCInferenceService`
+//! over the core [`Registry`] and [`Executor`], plus gRPC health and reflection.
+//!
+//! The binary builds one [`router`] and serves it on its listener with the server's shared
+//! shutdown signal:
+//!
+//! ```no_run
+//! # async fn serve(registry: inferd_core::registry::Registry, executor: inferd_core::executor::Executor,
+//! #                listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send) {
+//! let state = inferd_grpc::GrpcState::new(registry, executor);
+//! let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+//! inferd_grpc::router(state, &inferd_grpc::GrpcConfig::default())
+//!     .serve_with_incoming_shutdown(incoming, shutdown)
+//!     .await
+//!     .expect("gRPC server");
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod convert;
+pub mod health;
+pub mod limits;
+pub mod proto;
+pub mod service;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use inferd_core::executor::Executor;
+use inferd_core::registry::Registry;
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
+
+pub use service::InferenceService;
+
+/// The service's full name, as clients and health checks name it.
+pub const SERVICE_NAME: &str = "inference.GRPCInferenceService";
+
+/// Limits and settings of the gRPC front end. Every limit is explicit; the defaults match the
+/// HTTP front end's, so a request refused on one protocol is refused on the other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcConfig {
+    /// Largest request or response message, in bytes. A larger request is refused with
+    /// RESOURCE_EXHAUSTED before it is read; a larger response is not sent (RESOURCE_EXHAUSTED).
+    pub max_message_bytes: usize,
+    /// Most elements in one input tensor, checked from its shape before anything is allocated.
+    pub max_tensor_elements: usize,
+    /// Most rows (first dimension) in one input tensor.
+    pub max_rows: usize,
+    /// Deadline of a request that brings no `grpc-timeout` of its own; `None`: no deadline.
+    pub default_timeout: Option<Duration>,
+    /// Extensions listed in ServerMetadata; the binary passes the same list as the HTTP front
+    /// end's `GET /v2`, so that both protocols describe one server.
+    pub extensions: Vec<String>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 8 * 1024 * 1024,
+            max_tensor_elements: 4 * 1024 * 1024,
+            max_rows: 100_000,
+            default_timeout: None,
+            extensions: vec!["binary_tensor_data".to_owned()],
+        }
+    }
+}
+
+/// What the gRPC services share: the models and where inference runs. Cheap to clone.
+#[derive(Clone)]
+pub struct GrpcState {
+    pub registry: Registry,
+    pub executor: Executor,
+}
+
+impl GrpcState {
+    pub fn new(registry: Registry, executor: Executor) -> Self {
+        Self { registry, executor }
+    }
+}
+
+/// The layer stack every gRPC request passes: oversized messages answered RESOURCE_EXHAUSTED.
+pub type GrpcLayers = Stack<limits::OversizedMessageLayer, Identity>;
+
+/// Every gRPC service inferd serves, ready for `serve_with_incoming_shutdown`.
+pub type GrpcRouter = Router<GrpcLayers>;
+
+/// The inference service, gRPC health (`grpc.health.v1.Health`, SERVING while the registry is
+/// ready) and server reflection (v1 and v1alpha, for grpcurl and friends).
+pub fn router(state: GrpcState, config: &GrpcConfig) -> GrpcRouter {
+    let health = health::service(state.registry.clone());
+    let inference = InferenceService::new(state, Arc::new(config.clone())).into_server(config);
+    // Both versions: grpcurl and most tools speak v1, older ones v1alpha. Building only fails
+    // on a malformed descriptor set, and ours are compiled in (the tests call both).
+    let reflection_v1 = reflection().build_v1().ok();
+    let reflection_v1alpha = reflection().build_v1alpha().ok();
+    Server::builder()
+        .tcp_nodelay(true)
+        .layer(limits::OversizedMessageLayer::new())
+        .add_service(inference)
+        .add_service(health)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
