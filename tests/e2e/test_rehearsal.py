@@ -218,6 +218,7 @@ class Outcome:
     at: float
     ok: bool
     detail: str
+    seconds: float
 
 
 @dataclass
@@ -235,6 +236,7 @@ class Load:
             # One connection per request: connection reuse between the client and nginx is
             # not what is under test (nginx closes idle client connections on reload).
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            sent = time.monotonic()
             try:
                 conn.request("POST", "/predict", SEED_BODY, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
@@ -246,7 +248,8 @@ class Load:
             finally:
                 conn.close()
             with self._lock:
-                self.outcomes.append(Outcome(time.monotonic(), ok, detail))
+                now = time.monotonic()
+                self.outcomes.append(Outcome(now, ok, detail, now - sent))
 
     def start(self) -> None:
         for _ in range(CLIENTS):
@@ -301,8 +304,11 @@ def cluster(tmp_path):
 
 def summary(name: str, outcomes: list[Outcome], seconds: float) -> str:
     failed = [o for o in outcomes if not o.ok]
+    latencies = sorted(o.seconds for o in outcomes)
+    p50, p99 = (latencies[int(q * (len(latencies) - 1))] * 1000 for q in (0.5, 0.99))
     text = (f"{name}: {len(outcomes)} requests in {seconds:.1f} s "
-            f"({len(outcomes) / seconds:.0f}/s), {len(failed)} failed")
+            f"({len(outcomes) / seconds:.0f}/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+            f"max {latencies[-1] * 1000:.0f} ms), {len(failed)} failed")
     print(text)
     report = os.environ.get("INFERD_REHEARSAL_REPORT")
     if report:
