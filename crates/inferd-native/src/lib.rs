@@ -4,9 +4,10 @@
 //!
 //! Each loader reads its format into an [`inferd_trees::EnsembleSpec`] plus a [`model::Task`]
 //! (how margins become outputs), and [`NativeModel`] compiles and serves the pair. Whatever a
-//! file holds that inferd would not reproduce exactly (categorical splits in XGBoost, DART,
-//! linear boosters, unknown objectives, linear trees) is refused at load time with an error
-//! that names it, tree and node included; corrupt or truncated files are errors, never panics.
+//! file holds that inferd would not reproduce exactly (XGBoost categorical splits, DART,
+//! linear boosters, unknown objectives, LightGBM linear trees) is refused at load time with an
+//! error that names it, tree and node included; corrupt or truncated files are errors, never
+//! panics. LightGBM categorical splits are served (as interval searches on the category code).
 #![forbid(unsafe_code)]
 
 mod lightgbm;

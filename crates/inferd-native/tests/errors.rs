@@ -137,15 +137,15 @@ fn lightgbm_unsupported_features() {
 }
 
 #[test]
-fn lightgbm_categorical_split_is_named() {
+fn lightgbm_bad_categorical_split_is_named() {
     let text = lgb_text();
-    // Tree 1's first decision type gets the categorical bit.
+    // Tree 1's first decision type gets the categorical bit, with no category sets to use.
     let at = text.find("Tree=1").unwrap();
     let dt = at + text[at..].find("decision_type=").unwrap() + "decision_type=".len();
     let end = dt + text[dt..].find(' ').unwrap();
     let first: u32 = text[dt..end].parse().unwrap();
     let damaged = format!("{}{}{}", &text[..dt], first | 1, &text[end..]);
-    assert_contains(&lgb_error(&damaged), &["tree 1, node 0", "categorical"]);
+    assert_contains(&lgb_error(&damaged), &["tree 1, node 0", "category set"]);
 }
 
 #[test]

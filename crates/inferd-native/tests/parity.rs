@@ -36,6 +36,7 @@ const CASES: &[&str] = &[
     "lgb_zero_as_missing_diabetes",
     "lgb_rf_diabetes",
     "lgb_poisson_diabetes",
+    "lgb_categorical_diabetes",
 ];
 
 fn fixtures() -> PathBuf {
@@ -68,6 +69,29 @@ fn check_close(case: &str, what: &str, got: &[f32], want: &[f64], tol: &Toleranc
         worst = worst.max(err / w.abs().max(1e-300));
     }
     worst
+}
+
+/// Cases that exist for one feature of the format must really contain it, or a change in the
+/// library's defaults could leave that feature untested without anyone noticing.
+fn assert_exercises(case: &str, model: &[u8]) {
+    let text = String::from_utf8_lossy(model);
+    let lines = || text.lines();
+    let ok = match case {
+        "lgb_categorical_diabetes" => {
+            lines().any(|l| l.starts_with("num_cat=") && l != "num_cat=0")
+        }
+        "lgb_zero_as_missing_diabetes" => lines()
+            .filter_map(|l| l.strip_prefix("decision_type="))
+            .flat_map(|l| l.split(' ').map(|d| d.parse::<u32>().unwrap()))
+            .any(|d| (d >> 2) & 3 == 1),
+        "lgb_rf_diabetes" => lines().any(|l| l == "average_output"),
+        "xgb_rf_regressor_diabetes" => !text.contains("\"num_parallel_tree\":\"1\""),
+        _ => true,
+    };
+    assert!(
+        ok,
+        "{case}: the model does not contain what the case is meant to test"
+    );
 }
 
 fn run_case(case: &str) {

@@ -1,31 +1,22 @@
 //! LightGBM's text model format (`save_model("model.txt")`, versions v2 to v4) read into an
-//! [`EnsembleSpec`], reproducing LightGBM's `NumericalDecision` exactly.
+//! [`EnsembleSpec`]: the file's sections and arrays here, the branch decisions (numerical
+//! with missing types, categorical bitsets) in [`decision`].
 //!
-//! A numerical branch (`decision_type` bit 0 clear) compares `x <= threshold` (a double) and
-//! routes missing values by the missing type in bits 2–3:
-//! - None: NaN is replaced by 0.0 before the comparison;
-//! - Zero: NaN and zeros go the default way (bit 1, default_left);
-//! - NaN: NaN goes the default way.
-//!
-//! "Zero" means `|x| <= kZeroThreshold` (1e-35f), and LightGBM's predictor drops such values
-//! from dense rows before the trees see them, so they compare as exactly 0.0. Both are
-//! expressed with ordinary `Leq`/`Lt` branches (adding at most two nodes per branch).
-//! Categorical branches (bit 0 set) are refused at load time, naming tree and node.
-//!
+//! `decision_type` bits: 0 categorical, 1 default_left, 2–3 missing type (None, Zero, NaN).
 //! Leaves already include the shrinkage, and the first trees the initial score; tree `i`
 //! feeds class `i % num_tree_per_iteration`; `average_output` (random forest mode) divides
 //! the sum by the number of iterations.
 
+mod decision;
+
 use std::collections::HashMap;
 
-use inferd_trees::{Aggregate, EnsembleSpec, NodeSpec, SplitRule, TreeSpec};
+use inferd_trees::{Aggregate, EnsembleSpec, NodeSpec, TreeSpec};
 
 use crate::model::{check_classes, Link, Parsed, Task};
 use crate::xgboost::clip;
 use crate::NativeError;
-
-/// LightGBM's `kZeroThreshold` (`1e-35f` widened to double).
-const ZERO: f64 = 1e-35f32 as f64;
+use decision::{categorical, numerical, Missing, Split};
 
 const CATEGORICAL: u32 = 1;
 const DEFAULT_LEFT: u32 = 2;
@@ -308,15 +299,10 @@ fn convert_tree(index: usize, t: &Section<'_>, class: usize) -> Result<TreeSpec,
             ))
         })
     };
+    let cats = CategorySets::read(index, t)?;
     let mut extra = Vec::new();
     for node in 0..n_branches {
         let dt = decision_type[node];
-        if dt & CATEGORICAL != 0 {
-            return Err(NativeError::Unsupported(format!(
-                "tree {index}, node {node}: categorical split (LightGBM categorical features \
-                 are not supported)"
-            )));
-        }
         let feature = usize::try_from(split_feature[node]).map_err(|_| {
             NativeError::Invalid(format!("tree {index}, node {node}: negative feature index"))
         })?;
@@ -324,6 +310,29 @@ fn convert_tree(index: usize, t: &Section<'_>, class: usize) -> Result<TreeSpec,
             target(node, left_child[node])?,
             target(node, right_child[node])?,
         );
+        let base = n_branches + num_leaves;
+        if dt & CATEGORICAL != 0 {
+            let words = categories(&cats, threshold[node]).ok_or_else(|| {
+                NativeError::Invalid(format!(
+                    "tree {index}, node {node}: category set {} does not exist",
+                    threshold[node]
+                ))
+            })?;
+            let split = Split {
+                feature,
+                threshold: threshold[node],
+                left,
+                right,
+            };
+            let branch = categorical(split, words, base, &mut extra).map_err(|e| match e {
+                NativeError::Unsupported(what) => {
+                    NativeError::Unsupported(format!("tree {index}, node {node}: {what}"))
+                }
+                other => other,
+            })?;
+            nodes.push(branch);
+            continue;
+        }
         let missing = match (dt >> 2) & 3 {
             0 => Missing::None,
             1 => Missing::Zero,
@@ -340,7 +349,6 @@ fn convert_tree(index: usize, t: &Section<'_>, class: usize) -> Result<TreeSpec,
             left,
             right,
         };
-        let base = n_branches + num_leaves;
         nodes.push(numerical(
             split,
             missing,
@@ -357,206 +365,63 @@ fn convert_tree(index: usize, t: &Section<'_>, class: usize) -> Result<TreeSpec,
     Ok(TreeSpec { nodes })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Missing {
-    None,
-    Zero,
-    NaN,
+/// A tree's categorical bitsets: set `i` is `words[bounds[i]..bounds[i + 1]]`.
+struct CategorySets {
+    bounds: Vec<usize>,
+    words: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Split {
-    feature: usize,
-    threshold: f64,
-    left: usize,
-    right: usize,
-}
+/// Most bitset words one category set may have (2^25 categories): LightGBM's categories are
+/// `int`s, and decoding walks every word.
+const MAX_CATEGORY_WORDS: usize = 1 << 20;
 
-impl Split {
-    fn branch(self, threshold: f64, rule: SplitRule, missing_left: bool) -> NodeSpec {
-        NodeSpec::Branch {
-            feature: self.feature,
-            threshold,
-            rule,
-            missing_left,
-            left: self.left,
-            right: self.right,
-        }
-    }
-
-    /// `x <= t` as LightGBM evaluates it on a row whose near-zero values were set to 0.0:
-    /// only a threshold inside the zero band needs moving to its edge.
-    fn leq_after_zeroing(self, missing_left: bool) -> NodeSpec {
-        let t = self.threshold;
-        if (-ZERO..ZERO).contains(&t) {
-            if 0.0 <= t {
-                // The whole band goes left, like 0.0 does.
-                self.branch(ZERO, SplitRule::Leq, missing_left)
-            } else {
-                // The whole band goes right.
-                self.branch(-ZERO, SplitRule::Lt, missing_left)
-            }
-        } else {
-            self.branch(t, SplitRule::Leq, missing_left)
-        }
-    }
-}
-
-/// One LightGBM numerical branch as spec nodes: the node to put at the branch's index, plus
-/// any helper nodes pushed onto `extra` (whose spec indices start at `base`).
-fn numerical(
-    split: Split,
-    missing: Missing,
-    default_left: bool,
-    base: usize,
-    extra: &mut Vec<NodeSpec>,
-) -> NodeSpec {
-    match missing {
-        // NaN becomes 0.0, which goes where 0.0 <= t says.
-        Missing::None => split.leq_after_zeroing(0.0 <= split.threshold),
-        Missing::NaN => split.leq_after_zeroing(default_left),
-        Missing::Zero => {
-            let t = split.threshold;
-            // When the zero band already lies on the default side of t, one branch does.
-            if default_left && t >= ZERO || !default_left && t < -ZERO {
-                return split.branch(t, SplitRule::Leq, default_left);
-            }
-            // Otherwise: x < -ZERO → plain; else x <= ZERO (or NaN) → default; else plain.
-            let plain = base + extra.len();
-            extra.push(split.branch(t, SplitRule::Leq, false));
-            let band = base + extra.len();
-            let default = if default_left {
-                split.left
-            } else {
-                split.right
-            };
-            extra.push(NodeSpec::Branch {
-                feature: split.feature,
-                threshold: ZERO,
-                rule: SplitRule::Leq,
-                missing_left: true,
-                left: default,
-                right: plain,
+impl CategorySets {
+    fn read(index: usize, t: &Section<'_>) -> Result<Self, NativeError> {
+        let num_cat: usize = match t.values.get("num_cat") {
+            Some(_) => t.number("num_cat")?,
+            None => 0,
+        };
+        if num_cat == 0 {
+            return Ok(Self {
+                bounds: vec![0],
+                words: Vec::new(),
             });
-            NodeSpec::Branch {
-                feature: split.feature,
-                threshold: -ZERO,
-                rule: SplitRule::Lt,
-                missing_left: false,
-                left: plain,
-                right: band,
-            }
         }
+        // The declared count must match the line before anything is sized by it.
+        let n_bounds = t.get("cat_boundaries")?.split_ascii_whitespace().count();
+        if n_bounds != num_cat.saturating_add(1) {
+            return Err(NativeError::Invalid(format!(
+                "tree {index}: {n_bounds} cat_boundaries for {num_cat} category sets"
+            )));
+        }
+        let bounds: Vec<usize> = t.array("cat_boundaries", n_bounds)?;
+        let n_words = t.get("cat_threshold")?.split_ascii_whitespace().count();
+        let words: Vec<u32> = t.array("cat_threshold", n_words)?;
+        let ordered = bounds.first() == Some(&0)
+            && bounds
+                .windows(2)
+                .all(|w| w[0] <= w[1] && w[1] - w[0] <= MAX_CATEGORY_WORDS)
+            && bounds.last() == Some(&words.len());
+        if !ordered {
+            return Err(NativeError::Invalid(format!(
+                "tree {index}: cat_boundaries do not partition cat_threshold"
+            )));
+        }
+        Ok(Self { bounds, words })
     }
+}
+
+/// The bitset a categorical branch's threshold (a set index stored as a double) names.
+fn categories(sets: &CategorySets, threshold: f64) -> Option<&[u32]> {
+    let valid = threshold >= 0.0 && threshold.fract() == 0.0 && threshold < u32::MAX as f64;
+    let i = valid.then_some(threshold as usize)?;
+    let (&start, &end) = (sets.bounds.get(i)?, sets.bounds.get(i + 1)?);
+    sets.words.get(start..end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use inferd_trees::Ensemble;
-
-    /// LightGBM's predictor on one dense value: near-zero values dropped to 0.0, then
-    /// `Tree::NumericalDecision`. True means left.
-    fn reference(x: f32, t: f64, missing: Missing, default_left: bool) -> bool {
-        let mut x = x as f64;
-        if x.abs() <= ZERO {
-            x = 0.0;
-        }
-        if x.is_nan() && missing != Missing::NaN {
-            x = 0.0;
-        }
-        if missing == Missing::Zero && (-ZERO..=ZERO).contains(&x)
-            || missing == Missing::NaN && x.is_nan()
-        {
-            return default_left;
-        }
-        x <= t
-    }
-
-    #[test]
-    fn numerical_decisions_match_lightgbm() {
-        let z = ZERO as f32;
-        let xs = [
-            f32::NAN,
-            0.0,
-            -0.0,
-            1e-36,
-            -1e-36,
-            z,
-            -z,
-            z.next_up(),
-            (-z).next_down(),
-            1e-30,
-            -1e-30,
-            0.5,
-            -0.5,
-            1.0,
-            -1.0,
-            2.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::MIN_POSITIVE,
-        ];
-        let ts = [
-            0.0,
-            -0.0,
-            ZERO,
-            -ZERO,
-            1e-36,
-            -1e-36,
-            0.5,
-            -0.5,
-            1.0,
-            -1.0,
-            1e-30,
-            -1e-30,
-            0.1,
-            -0.1,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        ];
-        for &t in &ts {
-            for missing in [Missing::None, Missing::Zero, Missing::NaN] {
-                for default_left in [false, true] {
-                    let split = Split {
-                        feature: 0,
-                        threshold: t,
-                        left: 1,
-                        right: 2,
-                    };
-                    let mut extra = Vec::new();
-                    let root = numerical(split, missing, default_left, 3, &mut extra);
-                    let mut nodes = vec![
-                        root,
-                        NodeSpec::Leaf {
-                            values: vec![(0, 1.0)],
-                        },
-                        NodeSpec::Leaf {
-                            values: vec![(0, 2.0)],
-                        },
-                    ];
-                    nodes.extend(extra);
-                    let spec = EnsembleSpec {
-                        trees: vec![TreeSpec { nodes }],
-                        n_features: 1,
-                        n_targets: 1,
-                        aggregate: Aggregate::Sum,
-                        base_values: vec![],
-                    };
-                    let mut out = vec![0.0; xs.len()];
-                    Ensemble::compile(&spec).unwrap().predict(&xs, &mut out);
-                    for (&x, &got) in xs.iter().zip(&out) {
-                        let want = if reference(x, t, missing, default_left) {
-                            1.0
-                        } else {
-                            2.0
-                        };
-                        assert_eq!(got, want, "x={x:e} t={t:e} {missing:?} left={default_left}");
-                    }
-                }
-            }
-        }
-    }
 
     #[test]
     fn objectives_parse() {
