@@ -3,6 +3,7 @@
 //! the file claims is checked against [`Limits`] before anything is allocated for it.
 
 pub mod globals;
+mod numpy;
 pub mod opcodes;
 pub mod value;
 pub(crate) mod vm;

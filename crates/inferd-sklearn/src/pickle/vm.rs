@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::joblib;
 use crate::pickle::globals::{self, Global, Role};
 use crate::pickle::opcodes::{self as op, name};
-use crate::pickle::value::{truncate, Array, ArrayData, Dtype, Field, Heap, Id, Kind, Value};
+use crate::pickle::value::{truncate, ArrayData, Heap, Id, Value};
 use crate::pickle::Limits;
 
 /// The undecoded input, read front to back. joblib interleaves raw array bytes with opcodes,
@@ -569,142 +569,14 @@ impl Machine<'_, '_> {
                 )))
             }
         };
-        let arg = |i: usize| args.get(i).copied().ok_or_else(|| bad_args(g));
         match g.role {
             Role::Inert => Ok(Value::Object {
                 class: g,
                 args: args.to_vec(),
                 state: None,
             }),
-            Role::Reconstruct => {
-                match self.heap.get(arg(0)?) {
-                    Value::Global(c) if c.role == Role::Ndarray => {}
-                    _ => return Err(bad_args(g)),
-                }
-                let placeholder = Dtype {
-                    kind: Kind::UInt,
-                    itemsize: 1,
-                    big_endian: false,
-                    fields: vec![],
-                };
-                Ok(Value::Array(Box::new(Array {
-                    shape: vec![0],
-                    dtype: placeholder,
-                    data: ArrayData::Pending,
-                })))
-            }
-            Role::Dtype => match self.heap.get(arg(0)?) {
-                Value::Str(code) => Ok(Value::Dtype(Box::new(Dtype::from_code(code)?))),
-                _ => Err(bad_args(g)),
-            },
-            Role::Scalar => {
-                let dtype = self.dtype(arg(0)?)?;
-                if dtype.kind == Kind::Object {
-                    return Ok(self.heap.get(arg(1)?).clone());
-                }
-                let raw = match self.heap.get(arg(1)?) {
-                    Value::Bytes(b) => b.as_slice(),
-                    _ => return Err(bad_args(g)),
-                };
-                let x = crate::pickle::value::scalar_f64(&dtype, raw)?;
-                Ok(match dtype.kind {
-                    Kind::Float => Value::Float(x),
-                    Kind::Bool => Value::Bool(x != 0.0),
-                    _ => Value::Int(x as i64),
-                })
-            }
-            Role::FromBuffer => {
-                let dtype = self.dtype(arg(1)?)?;
-                let shape = self.shape(arg(2)?)?;
-                let fortran = matches!(self.heap.get(arg(3)?), Value::Str(s) if s == "F");
-                let Value::Bytes(raw) = self.heap.get(arg(0)?) else {
-                    return Err(bad_args(g));
-                };
-                let raw = raw.clone();
-                Ok(Value::Array(Box::new(
-                    self.array_from_raw(shape, dtype, raw, fortran)?,
-                )))
-            }
-            Role::CodecsEncode => {
-                let Value::Str(text) = self.heap.get(arg(0)?) else {
-                    return Err(bad_args(g));
-                };
-                let bytes: Option<Vec<u8>> =
-                    text.chars().map(|c| u8::try_from(c as u32).ok()).collect();
-                bytes.map(Value::Bytes).ok_or_else(|| bad_args(g))
-            }
-            Role::Ndarray | Role::ArrayWrapper => Err(bad_args(g)),
+            _ => self.call_numpy(g, args),
         }
-    }
-
-    pub(crate) fn dtype(&self, id: Id) -> Result<Dtype> {
-        match self.heap.get(id) {
-            Value::Dtype(d) => Ok((**d).clone()),
-            other => Err(Error::Malformed(format!(
-                "expected a numpy dtype, got {}",
-                other.type_name()
-            ))),
-        }
-    }
-
-    pub(crate) fn shape(&self, id: Id) -> Result<Vec<usize>> {
-        let items = match self.heap.get(id) {
-            Value::Tuple(items) | Value::List(items) => items,
-            Value::Int(n) => return Ok(vec![usize::try_from(*n).map_err(|_| bad_shape())?]),
-            _ => return Err(bad_shape()),
-        };
-        if items.len() > 32 {
-            return Err(bad_shape());
-        }
-        items
-            .iter()
-            .map(|&i| match self.heap.get(i) {
-                Value::Int(n) => usize::try_from(*n).map_err(|_| bad_shape()),
-                _ => Err(bad_shape()),
-            })
-            .collect()
-    }
-
-    /// Bytes an array of `shape` × `dtype` needs, refused if it overflows or passes the limit.
-    pub(crate) fn array_bytes(&self, shape: &[usize], dtype: &Dtype) -> Result<usize> {
-        let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        let bytes = count.and_then(|c| c.checked_mul(dtype.itemsize));
-        match bytes {
-            Some(b) if b <= self.limits.max_array_bytes => Ok(b),
-            _ => Err(Error::Limit(format!(
-                "an array of shape {shape:?} is larger than allowed"
-            ))),
-        }
-    }
-
-    pub(crate) fn array_from_raw(
-        &mut self,
-        shape: Vec<usize>,
-        dtype: Dtype,
-        raw: Vec<u8>,
-        fortran: bool,
-    ) -> Result<Array> {
-        if dtype.kind == Kind::Object {
-            return Err(Error::Malformed("object array given as raw bytes".into()));
-        }
-        let expected = self.array_bytes(&shape, &dtype)?;
-        if raw.len() != expected {
-            return Err(Error::Malformed(format!(
-                "array of shape {shape:?} needs {expected} bytes but the file has {}",
-                raw.len()
-            )));
-        }
-        let raw = if fortran && shape.len() > 1 {
-            self.charge(raw.len())?;
-            fortran_to_c(&raw, &shape, dtype.itemsize)
-        } else {
-            raw
-        };
-        Ok(Array {
-            shape,
-            dtype,
-            data: ArrayData::Raw(raw),
-        })
     }
 
     /// BUILD: sets an object's state, completes a dtype or an array, or (joblib) reads the
@@ -735,156 +607,6 @@ impl Machine<'_, '_> {
             other => Err(Error::Malformed(format!("BUILD on {}", other.type_name()))),
         }
     }
-
-    /// numpy's `dtype.__setstate__`: (version, byte order, subarray, names, fields, itemsize,
-    /// alignment, flags[, metadata]).
-    fn dtype_state(&self, target: Id, state: Id) -> Result<Dtype> {
-        let mut dtype = self.dtype(target)?;
-        let items = self.tuple_items(state, "numpy dtype state")?;
-        if items.len() < 8 {
-            return Err(Error::Malformed("numpy dtype state is too short".into()));
-        }
-        if let Value::Str(order) = self.heap.get(items[1]) {
-            dtype.big_endian = order == ">";
-        }
-        if !matches!(self.heap.get(items[2]), Value::None) {
-            return Err(Error::Malformed(
-                "numpy sub-array dtypes are not supported".into(),
-            ));
-        }
-        if let (Value::Tuple(names), Value::Dict(fields)) =
-            (self.heap.get(items[3]), self.heap.get(items[4]))
-        {
-            for &name in names {
-                let Value::Str(name) = self.heap.get(name) else {
-                    return Err(Error::Malformed("numpy field name is not a string".into()));
-                };
-                let spec = fields
-                    .iter()
-                    .find(|(k, _)| matches!(self.heap.get(*k), Value::Str(s) if s == name))
-                    .map(|(_, v)| *v)
-                    .ok_or_else(|| {
-                        Error::Malformed(format!("numpy field '{}' has no type", truncate(name)))
-                    })?;
-                let spec = self.tuple_items(spec, "numpy field")?;
-                let (Some(&fd), Some(&off)) = (spec.first(), spec.get(1)) else {
-                    return Err(Error::Malformed(
-                        "numpy field needs a dtype and an offset".into(),
-                    ));
-                };
-                let Value::Int(offset) = *self.heap.get(off) else {
-                    return Err(Error::Malformed(
-                        "numpy field offset is not an integer".into(),
-                    ));
-                };
-                let offset = usize::try_from(offset)
-                    .map_err(|_| Error::Malformed("negative field offset".into()))?;
-                dtype.fields.push(Field {
-                    name: name.clone(),
-                    dtype: self.dtype(fd)?,
-                    offset,
-                });
-            }
-        }
-        if let Value::Int(size) = *self.heap.get(items[5]) {
-            if size > 0 && dtype.kind == Kind::Void {
-                dtype.itemsize = usize::try_from(size).unwrap_or(usize::MAX).min(1 << 20);
-            }
-        }
-        for field in &dtype.fields {
-            if field.offset.saturating_add(field.dtype.itemsize) > dtype.itemsize {
-                return Err(Error::Malformed(format!(
-                    "numpy field '{}' lies outside its record",
-                    field.name
-                )));
-            }
-        }
-        Ok(dtype)
-    }
-
-    /// numpy's `ndarray.__setstate__`: ([version,] shape, dtype, is_fortran, data).
-    fn array_state(&mut self, state: Id) -> Result<Array> {
-        let mut items = self.tuple_items(state, "numpy array state")?;
-        if items.len() == 5 {
-            items.remove(0);
-        }
-        let [shape, dtype, fortran, data] = items[..] else {
-            return Err(Error::Malformed(
-                "numpy array state has the wrong length".into(),
-            ));
-        };
-        let shape = self.shape(shape)?;
-        let dtype = self.dtype(dtype)?;
-        let fortran = matches!(self.heap.get(fortran), Value::Bool(true));
-        match self.heap.get(data).clone() {
-            Value::Bytes(raw) => self.array_from_raw(shape, dtype, raw, fortran),
-            Value::Str(text) => {
-                let raw: Option<Vec<u8>> =
-                    text.chars().map(|c| u8::try_from(c as u32).ok()).collect();
-                let raw =
-                    raw.ok_or_else(|| Error::Malformed("numpy array data is not latin-1".into()))?;
-                self.array_from_raw(shape, dtype, raw, fortran)
-            }
-            Value::List(objects) if dtype.kind == Kind::Object => {
-                let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-                if count != Some(objects.len()) {
-                    return Err(Error::Malformed(
-                        "object array length does not match its shape".into(),
-                    ));
-                }
-                let objects = if fortran && shape.len() > 1 {
-                    fortran_to_c_ids(&objects, &shape)
-                } else {
-                    objects
-                };
-                Ok(Array {
-                    shape,
-                    dtype,
-                    data: ArrayData::Objects(objects),
-                })
-            }
-            other => Err(Error::Malformed(format!(
-                "numpy array data is {}",
-                other.type_name()
-            ))),
-        }
-    }
-}
-
-/// C-order index → Fortran-order index, for any rank.
-fn fortran_index(mut c_index: usize, shape: &[usize]) -> usize {
-    let mut f_index = 0;
-    let mut f_stride = 1;
-    let mut c_strides: Vec<usize> = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        c_strides[i] = c_strides[i + 1] * shape[i + 1];
-    }
-    let mut coords = vec![0; shape.len()];
-    for (i, s) in c_strides.iter().enumerate() {
-        coords[i] = c_index / s;
-        c_index %= s;
-    }
-    for (i, &c) in coords.iter().enumerate() {
-        f_index += c * f_stride;
-        f_stride *= shape[i];
-    }
-    f_index
-}
-
-pub(crate) fn fortran_to_c(raw: &[u8], shape: &[usize], itemsize: usize) -> Vec<u8> {
-    let count: usize = shape.iter().product();
-    let mut out = Vec::with_capacity(raw.len());
-    for i in 0..count {
-        let j = fortran_index(i, shape);
-        out.extend_from_slice(&raw[j * itemsize..(j + 1) * itemsize]);
-    }
-    out
-}
-
-fn fortran_to_c_ids(ids: &[Id], shape: &[usize]) -> Vec<Id> {
-    (0..ids.len())
-        .map(|i| ids[fortran_index(i, shape)])
-        .collect()
 }
 
 /// Python's two's-complement little-endian long, when it fits in i64.
@@ -913,10 +635,71 @@ fn wrong_target(what: &str, got: &Value) -> Error {
     Error::Malformed(format!("{what} on {}", got.type_name()))
 }
 
-fn bad_args(g: &Global) -> Error {
+pub(crate) fn bad_args(g: &Global) -> Error {
     Error::Malformed(format!("unexpected arguments for {}", g.qualified()))
 }
 
-fn bad_shape() -> Error {
-    Error::Malformed("numpy shape is not a tuple of non-negative integers".into())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(bytes: &[u8]) -> Result<(Heap, Id)> {
+        let mut heap = Heap::default();
+        let root = load(&mut Reader::new(bytes), &mut heap, &Limits::default())?;
+        Ok((heap, root))
+    }
+
+    #[test]
+    fn python_longs() {
+        assert_eq!(long_le(&[]).unwrap(), 0);
+        assert_eq!(long_le(&[0xff]).unwrap(), -1);
+        assert_eq!(long_le(&[0x00, 0x80]).unwrap(), -32768);
+        assert_eq!(long_le(&[0xff, 0x00]).unwrap(), 255);
+        assert!(long_le(&[0; 9]).is_err());
+    }
+
+    #[test]
+    fn containers_and_memo() {
+        // pickle.dumps({'a': [1, 2.5, None, True]}, protocol=4), framed.
+        let p = b"\x80\x04\x95\x19\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00N\x88es.";
+        let (heap, root) = run(p).unwrap();
+        let list = heap.dict_get(root, "a").unwrap();
+        let Value::List(items) = heap.get(list) else {
+            panic!("not a list")
+        };
+        let values: Vec<_> = items.iter().map(|&i| heap.get(i).clone()).collect();
+        assert_eq!(
+            values,
+            vec![
+                Value::Int(1),
+                Value::Float(2.5),
+                Value::None,
+                Value::Bool(true)
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_values_stay_shared() {
+        // l = []; pickle.dumps([l, l], protocol=2): the second is a memo GET of the first.
+        let (heap, root) = run(b"\x80\x02]q\x00(]q\x01h\x01e.").unwrap();
+        let Value::List(items) = heap.get(root) else {
+            panic!("not a list")
+        };
+        assert_eq!(items[0], items[1]);
+    }
+
+    #[test]
+    fn stack_misuse_is_an_error_not_a_panic() {
+        for p in [
+            &b"\x80\x02."[..],
+            b"\x80\x02a.",
+            b"\x80\x02(s.",
+            b"\x80\x02R.",
+            b"\x80\x02N\x85\x81.",
+            b"\x80\x06N.",
+        ] {
+            assert!(run(p).is_err(), "{p:?}");
+        }
+    }
 }
