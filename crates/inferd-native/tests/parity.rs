@@ -102,6 +102,7 @@ fn run_case(case: &str) {
             inferd_native::looks_like_xgboost_json(&bytes),
             "{case}: sniff"
         );
+        assert_exercises(case, &bytes);
         let model =
             inferd_native::load_xgboost_json(&bytes).unwrap_or_else(|e| panic!("{case}: {e}"));
         (
@@ -118,6 +119,7 @@ fn run_case(case: &str) {
             inferd_native::looks_like_lightgbm_text(&bytes),
             "{case}: sniff"
         );
+        assert_exercises(case, &bytes);
         let model =
             inferd_native::load_lightgbm_text(&bytes).unwrap_or_else(|e| panic!("{case}: {e}"));
         (
