@@ -29,6 +29,8 @@ const CASES: &[&str] = &[
     "xgb_poisson_diabetes",
     "xgb_rf_regressor_diabetes",
     "xgb_softmax_wine",
+    "xgb_logistic_diabetes",
+    "xgb_early_stopping_breast_cancer",
     "lgb_binary_breast_cancer",
     "lgb_multiclass_wine",
     "lgb_multiclass_iris",
@@ -37,6 +39,8 @@ const CASES: &[&str] = &[
     "lgb_rf_diabetes",
     "lgb_poisson_diabetes",
     "lgb_categorical_diabetes",
+    "lgb_sqrt_diabetes",
+    "lgb_ova_iris",
 ];
 
 fn fixtures() -> PathBuf {
@@ -56,9 +60,10 @@ struct Tolerance {
     abs: f64,
 }
 
-fn check_close(case: &str, what: &str, got: &[f32], want: &[f64], tol: &Tolerance) -> f64 {
+/// Returns the worst relative and the worst absolute difference, for the log.
+fn check_close(case: &str, what: &str, got: &[f32], want: &[f64], tol: &Tolerance) -> (f64, f64) {
     assert_eq!(got.len(), want.len(), "{case}: {what} count");
-    let mut worst: f64 = 0.0;
+    let (mut worst_rel, mut worst_abs): (f64, f64) = (0.0, 0.0);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs();
         let bound = tol.rel * w.abs() + tol.abs;
@@ -66,9 +71,10 @@ fn check_close(case: &str, what: &str, got: &[f32], want: &[f64], tol: &Toleranc
             err <= bound,
             "{case}: {what}[{i}] = {g}, library says {w} (|diff| {err:e})"
         );
-        worst = worst.max(err / w.abs().max(1e-300));
+        worst_rel = worst_rel.max(err / w.abs().max(1e-300));
+        worst_abs = worst_abs.max(err);
     }
-    worst
+    (worst_rel, worst_abs)
 }
 
 /// Cases that exist for one feature of the format must really contain it, or a change in the
@@ -85,6 +91,9 @@ fn assert_exercises(case: &str, model: &[u8]) {
             .flat_map(|l| l.split(' ').map(|d| d.parse::<u32>().unwrap()))
             .any(|d| (d >> 2) & 3 == 1),
         "lgb_rf_diabetes" => lines().any(|l| l == "average_output"),
+        "lgb_sqrt_diabetes" => lines().any(|l| l == "objective=regression sqrt"),
+        "lgb_ova_iris" => lines().any(|l| l.starts_with("objective=multiclassova")),
+        "xgb_early_stopping_breast_cancer" => text.contains("\"best_iteration\""),
         "xgb_rf_regressor_diabetes" => !text.contains("\"num_parallel_tree\":\"1\""),
         _ => true,
     };
@@ -166,7 +175,7 @@ fn run_case(case: &str) {
             })
             .collect()
     };
-    let worst = if let Some(labels) = expected.get("labels") {
+    let (rel, abs) = if let Some(labels) = expected.get("labels") {
         let want: Vec<i64> = labels
             .as_array()
             .unwrap()
@@ -190,7 +199,7 @@ fn run_case(case: &str) {
         };
         check_close(case, "values", got, &floats(&expected["values"]), &tol)
     };
-    eprintln!("{case}: {n_rows} rows, worst relative difference {worst:e}");
+    eprintln!("{case}: {n_rows} rows, worst difference {rel:.1e} relative, {abs:.1e} absolute");
 }
 
 #[test]
