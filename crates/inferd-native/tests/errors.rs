@@ -132,6 +132,8 @@ fn lightgbm_unsupported_features() {
         &lgb_error(&text.replacen("objective=binary sigmoid:1", "objective=custom", 1)),
         &["unsupported", "objective 'custom'"],
     );
+    let custom = text.replacen("objective=binary sigmoid:1\n", "", 1);
+    assert_contains(&lgb_error(&custom), &["unsupported", "custom objective"]);
     let linear = text.replacen("is_linear=0", "is_linear=1", 1);
     assert_contains(&lgb_error(&linear), &["tree 0", "linear"]);
 }

@@ -223,7 +223,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, NativeError> {
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| NativeError::Invalid(format!("max_feature_idx {max_feature_idx}")))?;
     check_classes(num_class)?;
-    let task = objective(header.get("objective")?, num_class)?;
+    // LightGBM writes no objective line for a model trained with a custom objective function.
+    let objective_line = header.values.get("objective").ok_or_else(|| {
+        NativeError::Unsupported("a model without an objective (custom objective)".into())
+    })?;
+    let task = objective(objective_line, num_class)?;
     let n_targets = match task {
         Task::Softmax { n_classes } | Task::OneVsAll { n_classes, .. } => n_classes,
         _ => 1,
