@@ -161,24 +161,21 @@ impl NativeModel {
 
     /// Runs the trees and the task on row-major f32 rows; returns the outputs in declaration
     /// order. The shape of `rows` has been checked by the caller.
-    fn run(&self, rows: &[f32], n_rows: usize) -> Vec<NamedTensor> {
+    fn run(&self, rows: &[f32], n_rows: usize) -> Result<Vec<NamedTensor>> {
         let n_targets = self.ensemble.n_targets();
         let mut margins = vec![0.0; n_rows * n_targets];
         self.ensemble.predict(rows, &mut margins);
         if self.divide_by != 1.0 {
             margins.iter_mut().for_each(|m| *m /= self.divide_by);
         }
-        let tensor = |shape, data| Tensor::new(shape, data).expect("shape built from the data");
         match self.task {
             Task::Regression(link) => {
                 let values = margins
                     .iter()
                     .map(|&m| apply_link(link, m) as f32)
                     .collect();
-                vec![NamedTensor::new(
-                    VARIABLE,
-                    tensor(vec![n_rows], TensorData::F32(values)),
-                )]
+                let values = Tensor::new(vec![n_rows], TensorData::F32(values))?;
+                Ok(vec![NamedTensor::new(VARIABLE, values)])
             }
             task => {
                 let k = task.n_classes().unwrap_or(1);
@@ -190,13 +187,13 @@ impl NativeModel {
                 // their own (f32 for XGBoost, f64 for LightGBM) before any narrowing.
                 let labels = probabilities.chunks(k).map(|p| argmax(p) as i64).collect();
                 let probabilities = probabilities.iter().map(|&p| p as f32).collect();
-                vec![
-                    NamedTensor::new(LABEL, tensor(vec![n_rows], TensorData::I64(labels))),
+                Ok(vec![
+                    NamedTensor::new(LABEL, Tensor::new(vec![n_rows], TensorData::I64(labels))?),
                     NamedTensor::new(
                         PROBABILITIES,
-                        tensor(vec![n_rows, k], TensorData::F32(probabilities)),
+                        Tensor::new(vec![n_rows, k], TensorData::F32(probabilities))?,
                     ),
-                ]
+                ])
             }
         }
     }
@@ -281,7 +278,7 @@ impl Model for NativeModel {
             }
         };
         let rows = input.tensor.to_f32()?;
-        Ok(self.run(&rows, n_rows))
+        self.run(&rows, n_rows)
     }
 
     fn cost_per_row_ns(&self) -> u64 {
