@@ -142,7 +142,10 @@ fn check_case(release: &std::path::Path, case: &Value) -> Result<(), String> {
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v.as_f64().unwrap())
+            .flat_map(|v| match v.as_array() {
+                Some(row) => row.iter().map(|x| x.as_f64().unwrap()).collect(),
+                None => vec![v.as_f64().unwrap()],
+            })
             .collect();
         if got.len() != expected.len() {
             return Err(format!(
