@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -40,6 +41,9 @@ pub struct HttpConfig {
     pub max_tensor_elements: usize,
     /// Most rows (first dimension) in one request.
     pub max_rows: usize,
+    /// Deadline of an inference request that sets none itself (by the `x-inferd-timeout-ms`
+    /// header or the V2 `timeout` parameter); `None`: no deadline. Past it: 504.
+    pub default_timeout: Option<Duration>,
 }
 
 impl Default for HttpConfig {
@@ -49,6 +53,7 @@ impl Default for HttpConfig {
             max_json_depth: 64,
             max_tensor_elements: 4 * 1024 * 1024,
             max_rows: 100_000,
+            default_timeout: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use inferd_core::Error;
+use inferd_core::{Error, ErrorKind};
 
 use crate::error::ApiError;
 use crate::HttpConfig;
@@ -13,6 +13,15 @@ use crate::HttpConfig;
 /// Reads a whole request body, refusing with 413 as soon as it is known to exceed
 /// `max_body_bytes`: at once from `Content-Length`, or mid-stream for chunked bodies.
 pub async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, ApiError> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            // Decompressing would let a small body expand past every limit; refuse it plainly.
+            return Err(ApiError(Error::new(
+                ErrorKind::UnsupportedMediaType,
+                "compressed request bodies (Content-Encoding) are not supported",
+            )));
+        }
+    }
     if let Some(length) = headers.get(header::CONTENT_LENGTH) {
         let length = length
             .to_str()

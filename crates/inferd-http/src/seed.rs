@@ -29,6 +29,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     let config = &state.config;
     let body = limits::read_body(headers, body, config.max_body_bytes).await?;
     let request = parse(&body, config.max_tensor_elements, config.max_json_depth)?;
+    let options = tensors::options(state, headers, None)?;
     let loaded = state.resolve_default(headers)?;
     let (inputs, rows) =
         tensors::row_input(&loaded, &request.shape, request.values, state, "inputs")?;
@@ -44,7 +45,7 @@ async fn answer(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         }
     };
     let prediction_index = meta.prediction_output;
-    let outputs = tensors::run(state, &loaded, inputs).await?;
+    let outputs = tensors::run(state, &loaded, inputs, options).await?;
     let prediction = outputs
         .get(prediction_index)
         .ok_or_else(|| ApiError(Error::internal("the model gave no prediction")))?;

@@ -3,8 +3,10 @@
 //! and writing tensor values as JSON.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use inferd_core::registry::LoadedModel;
+use axum::http::HeaderMap;
+use inferd_core::registry::{InferOptions, LoadedModel};
 use inferd_core::{DataType, Error, NamedTensor, Tensor, TensorData};
 
 use crate::error::ApiError;
@@ -117,15 +119,48 @@ pub fn row_input(
     Ok((vec![NamedTensor::new(spec.name.clone(), tensor)], rows))
 }
 
-/// Runs `loaded` through [`LoadedModel::infer`] (which decides inline, inference threads or
-/// batching) and checks that it answered with every declared output.
+/// Header by which a client sets its own deadline, in milliseconds.
+pub const TIMEOUT_HEADER: &str = "x-inferd-timeout-ms";
+
+/// The request's deadline: from `timeout` (already read from the protocol's own field, such as
+/// V2's `timeout` parameter), else the `x-inferd-timeout-ms` header, else the configured default.
+pub fn options(
+    state: &AppState,
+    headers: &HeaderMap,
+    timeout: Option<Duration>,
+) -> Result<InferOptions, ApiError> {
+    let from_header = match headers.get(TIMEOUT_HEADER) {
+        None => None,
+        Some(value) => {
+            let ms = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("{TIMEOUT_HEADER} must be a positive integer"))
+                })?;
+            Some(Duration::from_millis(ms))
+        }
+    };
+    Ok(
+        match timeout.or(from_header).or(state.config.default_timeout) {
+            Some(timeout) => InferOptions::timeout(timeout),
+            None => InferOptions::default(),
+        },
+    )
+}
+
+/// Runs `loaded` through [`LoadedModel::infer_with`] (which decides inline, inference threads
+/// or batching, and keeps the deadline) and checks that it answered with every declared output.
 pub async fn run(
     state: &AppState,
     loaded: &Arc<LoadedModel>,
     inputs: Vec<NamedTensor>,
+    options: InferOptions,
 ) -> Result<Vec<NamedTensor>, ApiError> {
     let outputs = loaded
-        .infer(&state.executor, inputs)
+        .infer_with(&state.executor, inputs, options)
         .await
         .map_err(ApiError)?;
     if outputs.len() < loaded.model.metadata().outputs.len() {

@@ -364,11 +364,12 @@ async fn answer(
             )));
         }
     }
+    let options = tensors::options(state, headers, None)?;
     let loaded = resolve(state, model, pick, headers)?;
     match (request.instances, request.inputs) {
         (Some(instances), None) => {
             let inputs = columns(state, &loaded, instances, "instances")?;
-            let outputs = tensors::run(state, &loaded, inputs).await?;
+            let outputs = tensors::run(state, &loaded, inputs, options).await?;
             let index = loaded.model.metadata().prediction_output;
             let prediction = outputs
                 .get(index)
@@ -381,7 +382,7 @@ async fn answer(
         }
         (None, Some(inputs)) => {
             let inputs = columns(state, &loaded, inputs, "inputs")?;
-            let outputs = tensors::run(state, &loaded, inputs).await?;
+            let outputs = tensors::run(state, &loaded, inputs, options).await?;
             let specs = &loaded.model.metadata().outputs;
             let mut buf = Vec::with_capacity(64);
             buf.extend_from_slice(br#"{"outputs":"#);

@@ -72,6 +72,11 @@ impl<'de> Deserialize<'de> for Param {
 
 pub type Parameters = BTreeMap<String, Param>;
 
+/// Some clients send `"parameters": null` for "none"; read it as an empty map.
+fn nullable<'de, D: de::Deserializer<'de>>(d: D) -> Result<Parameters, D::Error> {
+    Ok(Option::<Parameters>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Parameters that would change the answer in ways inferd does not implement: refused rather
 /// than silently ignored.
 pub const UNSUPPORTED: [&str; 3] = [
@@ -93,7 +98,7 @@ pub fn check_supported(parameters: &Parameters, what: &str) -> Result<(), String
 pub struct InferRequest<'a> {
     #[serde(default, borrow)]
     pub id: Option<Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub parameters: Parameters,
     #[serde(borrow)]
     pub inputs: Vec<InputTensor<'a>>,
@@ -106,7 +111,7 @@ pub struct InputTensor<'a> {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub parameters: Parameters,
     #[serde(default, borrow)]
     pub data: Option<&'a RawValue>,
@@ -115,7 +120,7 @@ pub struct InputTensor<'a> {
 #[derive(Debug, Deserialize)]
 pub struct RequestedOutput {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub parameters: Parameters,
 }
 
@@ -189,6 +194,10 @@ mod tests {
         assert_eq!(request.inputs[0].data.unwrap().get(), "[[1, 2]]");
         let outputs = request.outputs.unwrap();
         assert_eq!(outputs[0].parameters["binary_data"].as_bool(), Some(true));
+        let nulls = r#"{"id": null, "parameters": null, "outputs": null,
+            "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": null, "data": [1]}]}"#;
+        let request: InferRequest = serde_json::from_str(nulls).unwrap();
+        assert!(request.parameters.is_empty() && request.inputs[0].parameters.is_empty());
         let nested = r#"{"inputs": [], "parameters": {"a": [1]}}"#;
         assert!(serde_json::from_str::<InferRequest>(nested).is_err());
     }

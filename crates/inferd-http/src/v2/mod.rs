@@ -6,6 +6,7 @@ mod binary;
 mod json;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -233,10 +234,11 @@ async fn answer(
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
     json::check_supported(&request.parameters, "the request").map_err(ApiError::bad_request)?;
 
+    let options = tensors::options(state, headers, timeout_parameter(&request.parameters)?)?;
     let loaded = resolve(state, model, version, headers)?;
     let inputs = build_inputs(state, &loaded, request.inputs, binary::Blobs::new(blobs))?;
     let requested = requested_outputs(&loaded, request.outputs, &request.parameters)?;
-    let outputs = tensors::run(state, &loaded, inputs).await?;
+    let outputs = tensors::run(state, &loaded, inputs, options).await?;
     respond(&loaded, request.id.as_deref(), &requested, &outputs)
 }
 
@@ -390,6 +392,20 @@ fn build_tensor(
         None => data,
     };
     Tensor::new(shape, data).map_err(ApiError)
+}
+
+/// Triton's `timeout` request parameter: the request's deadline in microseconds.
+fn timeout_parameter(parameters: &Parameters) -> Result<Option<Duration>, ApiError> {
+    match parameters.get("timeout") {
+        None => Ok(None),
+        Some(p) => p
+            .as_u64()
+            .filter(|&us| us > 0)
+            .map(|us| Some(Duration::from_micros(us)))
+            .ok_or_else(|| {
+                ApiError::bad_request("the timeout parameter must be a positive integer (µs)")
+            }),
+    }
 }
 
 fn binary_size(parameters: &Parameters, what: &str) -> Result<Option<usize>, ApiError> {

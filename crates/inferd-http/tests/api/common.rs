@@ -145,6 +145,24 @@ impl Model for Echo {
     }
 }
 
+/// The regressor, but taking 300 ms per call: for deadlines.
+pub struct Slow(Regressor);
+
+impl Model for Slow {
+    fn metadata(&self) -> &ModelMetadata {
+        self.0.metadata()
+    }
+
+    fn infer(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.0.infer(inputs)
+    }
+
+    fn cost_per_row_ns(&self) -> u64 {
+        300_000_000
+    }
+}
+
 /// A model that always fails, to check error mapping.
 pub struct Failing(ModelMetadata);
 
@@ -179,20 +197,17 @@ pub const ALL_TYPES: [DataType; 14] = [
     DataType::Bytes,
 ];
 
-/// A registry with `iris` (versions 1 and 2, labelled stable and canary; the default), `regressor`, `failing` and one echo
+/// A registry with `iris` (versions 1 and 2, labelled stable and canary; the default), `regressor`, `slow`, `failing` and one echo
 /// model per datatype; ready.
 pub fn registry() -> Registry {
     let registry = Registry::new();
     let add = |name: &str, version: u64, model: Arc<dyn Model>| {
-        registry.insert(LoadedModel {
-            name: name.into(),
-            version,
-            model,
-        });
+        registry.insert(LoadedModel::new(name, version, model));
     };
     add("iris", 1, Arc::new(Classifier::new()));
     add("iris", 2, Arc::new(Classifier::new()));
     add("regressor", 1, Arc::new(Regressor::new()));
+    add("slow", 1, Arc::new(Slow(Regressor::new())));
     let mut meta = Regressor::new().0;
     meta.platform = "failing".into();
     add("failing", 1, Arc::new(Failing(meta)));
@@ -214,6 +229,7 @@ pub fn config() -> HttpConfig {
         max_json_depth: 16,
         max_tensor_elements: 10_000,
         max_rows: 1_000,
+        default_timeout: None,
     }
 }
 

@@ -166,6 +166,17 @@ const CASES: &[Case] = &[
     ("POST", "/v1/models/echo_int8:predict", r#"{"inputs": {"in": [[200]], "extra": [1]}}"#, 400, "out of range for INT8"),
 ];
 
+#[tokio::test]
+async fn compressed_bodies_get_415() {
+    let request = Request::post(IRIS)
+        .header("content-encoding", "gzip")
+        .body(Body::from(vec![0x1f_u8, 0x8b]))
+        .unwrap();
+    let answer = send(request).await;
+    assert_eq!(answer.status, 415);
+    assert!(answer.error().contains("Content-Encoding"));
+}
+
 async fn call(router: &axum::Router, method: &str, path: &str, body: &str) -> Answer {
     let request = Request::builder()
         .method(method)

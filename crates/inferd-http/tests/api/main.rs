@@ -3,6 +3,7 @@
 mod binary;
 mod common;
 mod corpus;
+mod deadline;
 mod docs;
 mod health;
 mod seed;
