@@ -30,18 +30,21 @@ pub struct RegistryHealth {
 }
 
 impl RegistryHealth {
-    fn status(&self, service: &str) -> Result<ServingStatus, Status> {
+    /// `None` for a service this server does not have.
+    fn status(&self, service: &str) -> Option<ServingStatus> {
         if !service.is_empty() && service != SERVICE_NAME {
-            return Err(Status::not_found(
-                "unknown service; ask for \"\" or inference.GRPCInferenceService",
-            ));
+            return None;
         }
-        Ok(if self.registry.is_ready() {
+        Some(if self.registry.is_ready() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
         })
     }
+}
+
+fn unknown_service() -> Status {
+    Status::not_found("unknown service; ask for \"\" or inference.GRPCInferenceService")
 }
 
 type WatchStream =
@@ -53,7 +56,9 @@ impl Health for RegistryHealth {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        let status = self.status(&request.get_ref().service)?;
+        let status = self
+            .status(&request.get_ref().service)
+            .ok_or_else(unknown_service)?;
         Ok(Response::new(HealthCheckResponse {
             status: status as i32,
         }))
@@ -66,7 +71,7 @@ impl Health for RegistryHealth {
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let service = request.into_inner().service;
-        let first = self.status(&service)?;
+        let first = self.status(&service).ok_or_else(unknown_service)?;
         let this = self.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {

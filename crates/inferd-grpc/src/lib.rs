@@ -110,3 +110,12 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reflection_accepts_the_compiled_descriptors() {
+        assert!(super::reflection().build_v1().is_ok());
+        assert!(super::reflection().build_v1alpha().is_ok());
+    }
+}

@@ -110,7 +110,8 @@ fn remap_oversized(mut response: Response<tonic::body::Body>) -> Response<tonic:
         && headers
             .get("grpc-message")
             .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.starts_with(TONIC_TOO_LARGE));
+            // The message is percent-encoded on the wire (spaces as %20).
+            .is_some_and(|m| m.replace("%20", " ").starts_with(TONIC_TOO_LARGE));
     if oversized {
         headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
         headers.insert(
