@@ -54,6 +54,20 @@ pub fn load_lightgbm_text(bytes: &[u8]) -> inferd_core::Result<NativeModel> {
         .map_err(|e| e.into_core("LightGBM"))
 }
 
+/// Loads either format, telling them apart by content ([`looks_like_xgboost_json`],
+/// [`looks_like_lightgbm_text`]) rather than by file name.
+pub fn load_native(bytes: &[u8]) -> inferd_core::Result<NativeModel> {
+    if looks_like_lightgbm_text(bytes) {
+        load_lightgbm_text(bytes)
+    } else if looks_like_xgboost_json(bytes) {
+        load_xgboost_json(bytes)
+    } else {
+        Err(inferd_core::Error::model_load(
+            "not an XGBoost JSON model nor a LightGBM text model",
+        ))
+    }
+}
+
 /// Whether `bytes` look like an XGBoost JSON model: a JSON object whose top-level keys include
 /// `"learner"` and `"version"`. Cheap (parses no trees), for callers that must tell an XGBoost
 /// file from other `.json` files before choosing a loader.

@@ -258,4 +258,10 @@ fn sniffing_tells_the_formats_apart() {
     assert!(!inferd_native::looks_like_lightgbm_text(&seed(
         "xgb_binary.json"
     )));
+    for name in ["xgb_multiclass.json", "lgb_multiclass.txt"] {
+        let model = inferd_native::load_native(&seed(name)).unwrap();
+        assert_eq!(model.metadata().outputs[1].shape, vec![-1, 3], "{name}");
+    }
+    let err = inferd_native::load_native(b"{\"instances\": []}").unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ModelLoad);
 }
