@@ -65,7 +65,7 @@ start() {
         mount --bind "$0" "$0"
         if [ -n "$1" ]; then mount --bind "$1" "$0/models"; mount -o remount,bind,ro "$0/models"; fi
         mount -o remount,bind,ro "$0"
-        shift 2
+        shift 1
         exec env -i /usr/sbin/chroot --userspec=65532:65532 "$0" /usr/local/bin/inferd "$@"
     ' "$rootfs" "$models" "${args[@]}" > "$work/log" 2>&1 &
     pid=$!
