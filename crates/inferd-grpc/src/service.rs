@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use inferd_core::registry::LoadedModel;
+use inferd_core::registry::{InferOptions, LoadedModel};
 use inferd_core::{Error, ErrorKind, NamedTensor, TensorSpec};
 use prost::Message;
 use tonic::metadata::MetadataMap;
@@ -87,21 +87,14 @@ impl InferenceService {
             limits::grpc_timeout(metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()))
                 .map(|t| t.mul_f64(CLIENT_DEADLINE_SHARE))
                 .or(self.config.default_timeout);
-        let results = match timeout {
-            None => loaded.infer(&self.state.executor, tensors).await?,
-            Some(t) => {
-                let budget = t.saturating_sub(started.elapsed());
-                // Dropping the inference future on time-out withdraws the request.
-                tokio::time::timeout(budget, loaded.infer(&self.state.executor, tensors))
-                    .await
-                    .map_err(|_| {
-                        Error::new(
-                            ErrorKind::DeadlineExceeded,
-                            "the request's deadline passed before it was answered",
-                        )
-                    })??
-            }
+        // Past the deadline the core answers DEADLINE_EXCEEDED, whether the work is queued or
+        // running, and skips queued work nobody waits for any more.
+        let options = InferOptions {
+            deadline: timeout.and_then(|t| started.checked_add(t)),
         };
+        let results = loaded
+            .infer_with(&self.state.executor, tensors, options)
+            .await?;
 
         let mut response = ModelInferResponse {
             model_name: loaded.name.clone(),
@@ -297,7 +290,7 @@ impl GrpcInferenceService for InferenceService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(model = %printable(&request.get_ref().model_name)))]
+    #[tracing::instrument(level = "debug", skip_all, fields(model = %printable(&request.get_ref().model_name)))]
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Answer<ModelInferResponse> {
         let (metadata, _, request) = request.into_parts();
         match self.infer(&metadata, request).await {
