@@ -317,7 +317,15 @@ def summary(name: str, outcomes: list[Outcome], seconds: float) -> str:
     return text
 
 
-def test_rolling_restart_under_load_drops_nothing(cluster):
+@pytest.mark.parametrize("endpoint_update", ["lagging", "never"])
+def test_rolling_restart_under_load_drops_nothing(cluster, endpoint_update):
+    """`lagging`: nginx drops the old replica PROPAGATION_LAG_S after its SIGTERM, as in a
+    cluster: nothing may fail. `never`: nginx keeps sending to it until it has exited (a
+    stalled endpoints controller, or no preStop and no endpoint removal at all). inferd's
+    drain and nginx's retry of refused connections cover new connections, but a POST that
+    nginx writes on a pooled keep-alive connection just as inferd closes it is not retried
+    (non-idempotent): a 502, about 1 in 50,000 here. That race is why the Deployment has a
+    preStop sleep; this case bounds it and keeps it visible."""
     nginx, replicas, new_replica = cluster
     load = Load(nginx.port)
     began = time.monotonic()
@@ -335,18 +343,27 @@ def test_rolling_restart_under_load_drops_nothing(cluster):
             load.wait_for(100)
             # Termination: SIGTERM now, the endpoint update reaches nginx a little later.
             old.proc.send_signal(signal.SIGTERM)
-            time.sleep(PROPAGATION_LAG_S)
-            live.remove(old)
-            nginx.set_upstreams([r.addr for r in live])
+            if endpoint_update == "lagging":
+                time.sleep(PROPAGATION_LAG_S)
+                live.remove(old)
+                nginx.set_upstreams([r.addr for r in live])
             exits.append(old.wait_exit(SHUTDOWN_DELAY_S + SHUTDOWN_GRACE_S + 5))
+            if endpoint_update == "never":
+                live.remove(old)
+                nginx.set_upstreams([r.addr for r in live])
             load.wait_for(100)
         load.wait_for(200)
     finally:
         load.stop()
     outcomes = load.snapshot()
-    text = summary("rolling restart of 3 replicas", outcomes, time.monotonic() - began)
+    text = summary(f"rolling restart of 3 replicas (endpoint update: {endpoint_update})",
+                   outcomes, time.monotonic() - began)
     failed = [o.detail for o in outcomes if not o.ok]
-    assert not failed, f"{text}; first failures: {failed[:5]}"
+    if endpoint_update == "lagging":
+        assert not failed, f"{text}; first failures: {failed[:5]}"
+    else:
+        assert len(failed) <= CLIENTS, f"{text}; first failures: {failed[:5]}"
+        assert all(d.startswith("502 ") for d in failed), f"{text}; not the keep-alive race: {failed[:5]}"
     assert exits == [0, 0, 0], f"old replicas' exit statuses: {exits}"
     # Every new replica took traffic: the rollout really moved the load.
     served = {line.split()[1] for line in nginx.upstream_log() if line.startswith("200 ")}
