@@ -74,13 +74,37 @@ pub async fn not_found() -> Response {
     )
 }
 
-/// Known paths called with the wrong method.
-pub async fn method_not_allowed() -> Response {
-    routing_error(
+/// Gives axum's own 405 answers (known path, wrong method) the JSON error body, keeping the
+/// `Allow` header axum computed from the route.
+pub async fn json_405(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let mut json = routing_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this endpoint; see /docs",
         "method_not_allowed",
-    )
+    );
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    json
+}
+
+/// 405 with the `Allow` header, for paths that share a route with another method's path.
+pub fn method_not_allowed_with(allow: &'static str) -> Response {
+    let mut response = routing_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint; see /docs",
+        "method_not_allowed",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 fn routing_error(status: StatusCode, error: &str, error_type: &str) -> Response {

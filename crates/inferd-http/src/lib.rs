@@ -122,7 +122,7 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::docs_page))
         .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(error::json_405))
         .layer(axum::middleware::from_fn(request_id::layer))
 }

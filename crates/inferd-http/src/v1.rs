@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use inferd_core::registry::LoadedModel;
@@ -84,17 +84,33 @@ fn resolve(
     }
 }
 
+/// Why a `:verb` path segment is refused.
+#[derive(Debug)]
+enum NotPredict {
+    /// Another verb (`:classify`, `:explain`...).
+    Verb(ApiError),
+    /// No verb: a POST to a GET-only path.
+    Missing,
+}
+
+impl IntoResponse for NotPredict {
+    fn into_response(self) -> Response {
+        match self {
+            NotPredict::Verb(e) => e.into_response(),
+            NotPredict::Missing => crate::error::method_not_allowed_with("GET"),
+        }
+    }
+}
+
 /// Splits `name:verb`; only `predict` is served.
-fn predict_target(segment: &str) -> Result<&str, ApiError> {
+fn predict_target(segment: &str) -> Result<&str, NotPredict> {
     match segment.rsplit_once(':') {
         Some((name, "predict")) if !name.is_empty() => Ok(name),
-        Some((_, verb)) => Err(ApiError::bad_request(format!(
+        Some((_, verb)) => Err(NotPredict::Verb(ApiError::bad_request(format!(
             "':{}' is not supported; inferd serves ':predict'",
             printable(verb)
-        ))),
-        None => Err(ApiError::bad_request(
-            "POST to '<model>:predict'; see /docs",
-        )),
+        )))),
+        None => Err(NotPredict::Missing),
     }
 }
 
@@ -300,7 +316,10 @@ async fn predict(
     body: Body,
 ) -> Result<Response, ApiError> {
     let segment = path(p)?;
-    let model = predict_target(&segment)?;
+    let model = match predict_target(&segment) {
+        Ok(model) => model,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
     answer(&state, model, Pick::Newest, &headers, body).await
 }
 
@@ -311,7 +330,10 @@ async fn predict_version(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (model, segment) = path(p)?;
-    let version = predict_target(&segment)?;
+    let version = match predict_target(&segment) {
+        Ok(version) => version,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
     answer(&state, &model, Pick::Version(version), &headers, body).await
 }
 
@@ -322,7 +344,10 @@ async fn predict_label(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (model, segment) = path(p)?;
-    let label = predict_target(&segment)?;
+    let label = match predict_target(&segment) {
+        Ok(label) => label,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
     answer(&state, &model, Pick::Label(label), &headers, body).await
 }
 
@@ -546,6 +571,9 @@ mod tests {
         assert_eq!(predict_target("a:b:predict").unwrap(), "a:b");
         assert!(predict_target("iris:classify").is_err());
         assert!(predict_target(":predict").is_err());
-        assert!(predict_target("iris").is_err());
+        assert_eq!(
+            predict_target("iris").unwrap_err().into_response().status(),
+            405
+        );
     }
 }

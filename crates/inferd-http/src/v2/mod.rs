@@ -252,6 +252,11 @@ fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a 
         .ok()
         .and_then(|l| l.trim().parse::<usize>().ok())
         .ok_or_else(|| ApiError::bad_request("Inference-Header-Content-Length is not a number"))?;
+    if length == 0 {
+        return Err(ApiError::bad_request(
+            "Inference-Header-Content-Length is 0, which leaves no JSON header",
+        ));
+    }
     if length > body.len() {
         return Err(ApiError::bad_request(format!(
             "Inference-Header-Content-Length is {length} but the body has only {} bytes",

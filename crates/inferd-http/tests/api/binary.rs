@@ -156,6 +156,7 @@ async fn lying_lengths_get_400() {
         ("100000", "has only"),
         ("-1", "not a number"),
         ("10", "invalid inference request"),
+        ("0", "leaves no JSON header"),
     ] {
         let answer = send(lying_header(length)).await;
         assert_eq!(answer.status, 400, "{}", answer.text());

@@ -36,3 +36,16 @@ async fn every_response_carries_a_request_id() {
         .unwrap();
     assert_ne!(send(bad).await.headers["x-request-id"], "a b");
 }
+
+#[tokio::test]
+async fn a_wrong_method_gets_405_with_allow_and_a_json_error() {
+    let answer = send(
+        Request::delete("/v2/models/iris")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 405);
+    assert!(answer.headers["allow"].to_str().unwrap().contains("GET"));
+    assert_eq!(answer.json()["error_type"], "method_not_allowed");
+}

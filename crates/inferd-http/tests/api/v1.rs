@@ -109,7 +109,7 @@ async fn predict_with_columnar_inputs() {
 async fn predict_errors() {
     for (path, body, status, needle) in [
         ("/v1/models/iris:classify", "{}", 400, "not supported"),
-        ("/v1/models/iris", "{}", 400, ":predict"),
+        ("/v1/models/iris", "{}", 405, "method not allowed"),
         (
             "/v1/models/nope:predict",
             r#"{"instances": [[1]]}"#,
