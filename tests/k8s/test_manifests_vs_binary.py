@@ -63,7 +63,8 @@ def post_seed(port: int) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def model_repo(tmp_path_factory) -> Path:
-    """The seed's step 1, twice: iris/1 and iris/2 (another forest), as model.pkl."""
+    """The seed's step 1, twice: iris/1 and iris/2 (another forest), as model.pkl, with
+    dynamic batching configured for the repository case."""
     joblib = pytest.importorskip("joblib")
     datasets = pytest.importorskip("sklearn.datasets")
     ensemble = pytest.importorskip("sklearn.ensemble")
@@ -73,6 +74,8 @@ def model_repo(tmp_path_factory) -> Path:
         (repo / "iris" / str(version)).mkdir(parents=True)
         clf = ensemble.RandomForestClassifier(n_estimators=trees, random_state=version).fit(X, y)
         joblib.dump(clf, repo / "iris" / str(version) / "model.pkl")
+    # Batching on, so the batch-size and queue-time series the dashboard plots exist.
+    (repo / "iris" / "config.toml").write_text("[batching]\nmax_batch_size = 8\nmax_queue_delay_ms = 1\n")
     return repo
 
 
