@@ -4,7 +4,8 @@
 #   2. the manifests' promises, and the Dockerfile against the chroot check (no binary);
 #   3. the manifests against the release binary, and the rehearsal behind nginx;
 #   4. the image's final stage in a chroot (needs root; skipped with a notice otherwise).
-# Needs kubectl, nginx (Debian nginx-light), curl, binutils, util-linux, and .venv with
+# Needs kubectl, nginx (Debian nginx-light), promtool (Debian prometheus), curl, binutils,
+# util-linux, iproute2, and .venv with
 # requirements-ci.txt. INFERD_BIN defaults to target/release/inferd (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ step "kubernetes: render and validate every overlay"
 PYTHON="$PY" tests/k8s/validate.sh
 
 step "kubernetes: manifest and Dockerfile checks"
-"$PY" -m pytest -q tests/k8s/test_manifests.py tests/k8s/test_dockerfile.py
+"$PY" -m pytest -q tests/k8s/test_manifests.py tests/k8s/test_dockerfile.py tests/k8s/test_promql.py
 
 step "kubernetes: manifests against the binary ($INFERD_BIN)"
 "$PY" -m pytest -q tests/k8s/test_manifests_vs_binary.py
