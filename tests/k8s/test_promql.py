@@ -43,3 +43,77 @@ def test_dashboard_and_autoscaler_queries_parse(tmp_path):
         assert "$" not in expr, f"unfilled Grafana variable in {expr}"
         rules.append({"record": f"inferd_check:{i}", "expr": expr})
     promtool_check(tmp_path, [{"name": "queries", "rules": rules}])
+
+
+ALERT_TESTS = """
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # 10 % of requests fail with 503, plus client errors that must not count.
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="200"}'
+        values: '0+85x30'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="400"}'
+        values: '0+5x30'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="503"}'
+        values: '0+10x30'
+      # Every request takes between 0.5 s and 1 s.
+      - series: 'inferd_request_duration_seconds_bucket{job="inferd", namespace="inferd", le="0.5"}'
+        values: '0x30'
+      - series: 'inferd_request_duration_seconds_bucket{job="inferd", namespace="inferd", le="1"}'
+        values: '0+100x30'
+      - series: 'inferd_request_duration_seconds_bucket{job="inferd", namespace="inferd", le="+Inf"}'
+        values: '0+100x30'
+      - series: 'kube_deployment_status_replicas_ready{deployment="inferd", namespace="inferd"}'
+        values: '1 1 1 0x27'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: InferdHighErrorRate
+        exp_alerts: []
+      - eval_time: 12m
+        alertname: InferdHighErrorRate
+        exp_alerts:
+          - exp_labels: {namespace: inferd, severity: critical}
+            exp_annotations:
+              summary: inferd is failing more than 5% of requests
+              description: 10% of requests in inferd failed with 5xx over the last 5 minutes.
+      - eval_time: 20m
+        alertname: InferdHighP99Latency
+        exp_alerts:
+          - exp_labels: {namespace: inferd, severity: warning}
+            exp_annotations:
+              summary: inferd p99 latency is above 500 ms
+              description: p99 request latency in inferd is 995ms.
+      - eval_time: 4m
+        alertname: InferdNoReadyReplicas
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: InferdNoReadyReplicas
+        exp_alerts:
+          - exp_labels: {namespace: inferd, severity: critical}
+            exp_annotations:
+              summary: inferd has no ready replicas
+              description: The inferd Deployment in inferd has had no ready pod for 2 minutes; every request fails.
+  - interval: 1m
+    input_series:
+      # Only client errors: not inferd's fault, no alert.
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="200"}'
+        values: '0+50x30'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="422"}'
+        values: '0+50x30'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: InferdHighErrorRate
+        exp_alerts: []
+"""
+
+
+def test_alerts_fire_when_they_should(tmp_path):
+    rule = one(render("base"), "PrometheusRule", "inferd")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    tests = yaml.safe_load(ALERT_TESTS)
+    tests["rule_files"] = ["rules.yaml"]
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    out = subprocess.run(["promtool", "test", "rules", "tests.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
