@@ -16,6 +16,7 @@ use inferd_core::executor::Executor;
 use inferd_core::registry::{LoadedModel, Registry};
 
 pub mod error;
+pub mod fuzzing;
 mod health;
 pub mod limits;
 pub mod nested;

@@ -22,7 +22,7 @@ use inferd_core::{DataType, Error, NamedTensor, Tensor, TensorSpec};
 use crate::error::{json, json_response, ApiError};
 use crate::nested::{self, Sink};
 use crate::tensors::{coerce, core_type};
-use crate::{limits, tensors, AppState};
+use crate::{limits, tensors, AppState, HttpConfig};
 pub use binary::HEADER_LENGTH;
 use json::{InferRequest, InputTensor, OutputEntry, Parameters};
 
@@ -217,7 +217,24 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let config = &state.config;
     let body = limits::read_body(headers, body, config.max_body_bytes).await?;
-    let (header, blobs) = split_body(headers, &body)?;
+    let (request, blobs) = parse_envelope(headers, &body, config)?;
+    json::check_supported(&request.parameters, "the request").map_err(ApiError::bad_request)?;
+
+    let options = tensors::options(state, headers, timeout_parameter(&request.parameters)?)?;
+    let loaded = resolve(state, model, version, headers)?;
+    let inputs = build_inputs(state, &loaded, request.inputs, binary::Blobs::new(blobs))?;
+    let requested = requested_outputs(&loaded, request.outputs, &request.parameters)?;
+    let outputs = tensors::run(state, &loaded, inputs, options).await?;
+    respond(&loaded, request.id.as_deref(), &requested, &outputs)
+}
+
+/// The request's JSON envelope (inputs' data still raw) and the binary part of the body.
+fn parse_envelope<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+    config: &HttpConfig,
+) -> Result<(InferRequest<'a>, &'a [u8]), ApiError> {
+    let (header, blobs) = split_body(headers, body)?;
     if header.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             "the body is empty; send an inference request (see /docs)",
@@ -232,14 +249,25 @@ async fn answer(
         .map_err(|_| ApiError::bad_request("the JSON part of the body is not valid UTF-8"))?;
     let request: InferRequest = serde_json::from_str(header)
         .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
-    json::check_supported(&request.parameters, "the request").map_err(ApiError::bad_request)?;
+    Ok((request, blobs))
+}
 
-    let options = tensors::options(state, headers, timeout_parameter(&request.parameters)?)?;
-    let loaded = resolve(state, model, version, headers)?;
-    let inputs = build_inputs(state, &loaded, request.inputs, binary::Blobs::new(blobs))?;
-    let requested = requested_outputs(&loaded, request.outputs, &request.parameters)?;
-    let outputs = tensors::run(state, &loaded, inputs, options).await?;
-    respond(&loaded, request.id.as_deref(), &requested, &outputs)
+/// Decodes an infer request's body into tensors without a model to check them against: the
+/// whole JSON and binary-framing path, for the fuzz targets.
+pub fn decode_request(
+    headers: &HeaderMap,
+    body: &[u8],
+    config: &HttpConfig,
+) -> Result<Vec<Tensor>, ApiError> {
+    let (request, blobs) = parse_envelope(headers, body, config)?;
+    let mut blobs = binary::Blobs::new(blobs);
+    let tensors = request
+        .inputs
+        .iter()
+        .map(|input| build_tensor(config, input, "input", None, &mut blobs))
+        .collect::<Result<Vec<_>, _>>()?;
+    blobs.finish()?;
+    Ok(tensors)
 }
 
 /// Splits a body into its JSON header and the binary data after it.
@@ -302,7 +330,7 @@ fn build_inputs(
         if slots[slot].is_some() {
             return Err(ApiError::bad_request(format!("{what} is given twice")));
         }
-        let tensor = build_tensor(state, &input, &what, spec, &mut blobs)?;
+        let tensor = build_tensor(&state.config, &input, &what, spec, &mut blobs)?;
         if let Some(first) = tensor.shape().first() {
             rows = rows.max(*first);
         }
@@ -327,13 +355,12 @@ fn build_inputs(
 }
 
 fn build_tensor(
-    state: &AppState,
+    config: &HttpConfig,
     input: &InputTensor<'_>,
     what: &str,
     spec: Option<&TensorSpec>,
     blobs: &mut binary::Blobs<'_>,
 ) -> Result<Tensor, ApiError> {
-    let config = &state.config;
     json::check_supported(&input.parameters, what).map_err(ApiError::bad_request)?;
     let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
         ApiError::bad_request(format!(

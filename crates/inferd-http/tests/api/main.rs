@@ -5,6 +5,7 @@ mod common;
 mod corpus;
 mod deadline;
 mod docs;
+mod fuzz_corpus;
 mod health;
 mod seed;
 mod socket;

@@ -1,0 +1,6 @@
+//! Fuzzes `inferd_http::fuzzing::infer_request`: any bytes, never a panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = inferd_http::fuzzing::infer_request(data);
+});
