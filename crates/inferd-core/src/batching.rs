@@ -121,7 +121,8 @@ impl Batcher {
         });
         let worker = Arc::clone(&shared);
         thread::Builder::new()
-            .name(format!("inferd-batch-{}", shared.metrics.model()))
+            // A NUL byte would make `spawn` panic; model names are checked, but not here.
+            .name(format!("inferd-batch-{}", shared.metrics.model().replace('\0', "")))
             .spawn(move || batch_loop(&worker))
             .map_err(|e| tracing::error!(error = %e, "cannot start a batching thread; running unbatched"))
             .ok()?;
@@ -149,6 +150,10 @@ impl Batcher {
         let (reply, answer) = oneshot::channel();
         {
             let mut state = self.shared.lock();
+            if state.jobs.len() >= self.shared.max_queue {
+                // Callers that gave up (deadline, disconnect) must not keep live ones out.
+                purge_abandoned(&mut state, metrics);
+            }
             if state.jobs.len() >= self.shared.max_queue {
                 drop(state);
                 metrics.rejected(RejectReason::QueueFull);
@@ -250,6 +255,24 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     state.queued_rows -= rows;
     state.running += 1;
     Some(batch)
+}
+
+/// Removes queued jobs nobody waits for any more. O(queue), so only done when the queue is full.
+fn purge_abandoned(state: &mut State, metrics: &ModelMetrics) {
+    let now = Instant::now();
+    let mut freed_rows = 0;
+    state.jobs.retain(|job| {
+        let keep = !job.reply.is_closed();
+        if !keep {
+            freed_rows += job.rows;
+            // A caller past its deadline counted itself when it gave up.
+            if !job.expired(now) {
+                metrics.rejected(RejectReason::ClientGone);
+            }
+        }
+        keep
+    });
+    state.queued_rows -= freed_rows;
 }
 
 /// Whether two jobs' inputs can be concatenated: same names, types and trailing dimensions.

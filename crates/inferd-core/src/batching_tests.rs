@@ -217,6 +217,39 @@ async fn a_full_batch_queue_sheds_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abandoned_callers_do_not_keep_the_queue_full() {
+    let model = Doubler::new(Duration::from_millis(200));
+    let executor = Executor::new(1, 64);
+    let loaded = Arc::new(
+        LoadedModel::new("doubler", 1, model.clone())
+            .with_batching(&batching(1, 0.0, 2), &executor),
+    );
+    let spawn = |first: f32| {
+        let (loaded, executor) = (Arc::clone(&loaded), executor.clone());
+        tokio::spawn(async move { loaded.infer(&executor, rows(first, 1)).await })
+    };
+    let busy = spawn(0.0);
+    wait_until(|| model.started.load(Ordering::SeqCst) == 1).await;
+    let gone: Vec<_> = (1..3).map(|i| spawn(i as f32)).collect();
+    let queue_len = || {
+        loaded
+            .batcher
+            .as_ref()
+            .map_or(0, |b| b.shared.lock().jobs.len())
+    };
+    wait_until(|| queue_len() == 2).await;
+    for g in gone {
+        g.abort();
+        let _ = g.await;
+    }
+    // The queue is full of callers that left: a live one takes a place instead of being shed.
+    let answer = loaded.infer(&executor, rows(10.0, 1)).await.unwrap();
+    assert_eq!(y(&answer), vec![20.0, 22.0]);
+    busy.await.unwrap().unwrap();
+    assert_eq!(model.calls(), vec![1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_queued_request_past_its_deadline_is_answered_504_and_never_computed() {
     for batched in [false, true] {
         let model = Doubler::new(Duration::from_millis(200));

@@ -21,6 +21,7 @@ use prometheus::{
 };
 
 use crate::error::{ErrorKind, Result};
+use crate::loaded::LoadedModel;
 
 /// Request, queue and inference durations, in seconds. inferd answers small models in tens of
 /// microseconds, so the buckets start there; the top ones catch deadlines and stalls.
@@ -137,6 +138,10 @@ impl Metrics {
             ),
             registry,
         };
+        // Every reason exists from the start, at 0, so that `rate()` and alerts see the first one.
+        for reason in RejectReason::ALL {
+            metrics.rejections.with_label_values(&[reason.as_str()]);
+        }
         // RSS, CPU seconds, open and maximum fds, from /proc: only Linux has them.
         #[cfg(target_os = "linux")]
         {
@@ -205,8 +210,12 @@ impl VersionLabel {
 ///
 /// ```ignore
 /// let timer = metrics::RequestTimer::start("http");
-/// let result = handle(request).await;
-/// timer.finish(&model_name, Some(version), result.as_ref().err().map(|e| e.kind));
+/// let loaded = registry.resolve(name, version);            // Result<Arc<LoadedModel>>
+/// let result = match &loaded {
+///     Ok(m) => m.infer(&executor, inputs).await,
+///     Err(e) => Err(e.clone()),
+/// };
+/// timer.finish_result(loaded.as_deref().ok(), &result);
 /// ```
 #[must_use = "a request timer records nothing until finished"]
 pub struct RequestTimer {
@@ -233,13 +242,14 @@ impl RequestTimer {
         self.started
     }
 
-    /// Records the request as answered. `model` is the name the client asked for (empty when
-    /// none could be read), `version` the version that answered, `error` the failure's kind.
-    pub fn finish(mut self, model: &str, version: Option<u64>, error: Option<ErrorKind>) {
+    /// Records the request as answered by `model` (`None` when it failed before a model was
+    /// resolved), with `error` the failure's kind. The labels come from the registry, never
+    /// from the request: a client naming a million unknown models must not make a million series.
+    pub fn finish(mut self, model: Option<&LoadedModel>, error: Option<ErrorKind>) {
         self.finished = true;
         RequestFinished {
-            model,
-            version,
+            model: model.map_or("", |m| m.name.as_str()),
+            version: model.map(|m| m.version),
             protocol: self.protocol,
             error,
             elapsed: self.started.elapsed(),
@@ -248,8 +258,8 @@ impl RequestTimer {
     }
 
     /// [`RequestTimer::finish`] for a `Result`.
-    pub fn finish_result<T>(self, model: &str, version: Option<u64>, result: &Result<T>) {
-        self.finish(model, version, result.as_ref().err().map(|e| e.kind));
+    pub fn finish_result<T>(self, model: Option<&LoadedModel>, result: &Result<T>) {
+        self.finish(model, result.as_ref().err().map(|e| e.kind));
     }
 }
 
@@ -266,16 +276,16 @@ impl Drop for RequestTimer {
 }
 
 /// A request answered by a front end.
-pub struct RequestFinished<'a> {
-    pub model: &'a str,
-    pub version: Option<u64>,
-    pub protocol: &'static str,
-    pub error: Option<ErrorKind>,
-    pub elapsed: Duration,
+struct RequestFinished<'a> {
+    model: &'a str,
+    version: Option<u64>,
+    protocol: &'static str,
+    error: Option<ErrorKind>,
+    elapsed: Duration,
 }
 
 impl RequestFinished<'_> {
-    pub fn emit(self) {
+    fn emit(self) {
         let version = VersionLabel::new(self.version);
         let version = version.as_str();
         let status = status_label(self.error);
@@ -310,6 +320,12 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::QueueFull,
+        RejectReason::DeadlineExceeded,
+        RejectReason::ClientGone,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectReason::QueueFull => "queue_full",
@@ -461,6 +477,28 @@ impl Drop for QueueSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Model, ModelMetadata};
+    use crate::tensor::NamedTensor;
+
+    struct Null(ModelMetadata);
+    impl Model for Null {
+        fn metadata(&self) -> &ModelMetadata {
+            &self.0
+        }
+        fn infer(&self, _: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
+            Ok(vec![])
+        }
+    }
+
+    fn null_model() -> Arc<dyn Model> {
+        Arc::new(Null(ModelMetadata {
+            platform: "test".into(),
+            inputs: vec![],
+            outputs: vec![],
+            prediction_output: 0,
+            probabilities_output: None,
+        }))
+    }
 
     #[test]
     fn version_labels_format_without_allocating() {
@@ -475,14 +513,12 @@ mod tests {
 
     #[test]
     fn requests_are_counted_by_status_and_in_flight_returns_to_zero() {
+        let model = LoadedModel::new("metrics-test", 7, null_model());
         let timer = RequestTimer::start("test-proto");
         assert_eq!(METRICS.inflight.with_label_values(&["test-proto"]).get(), 1);
-        timer.finish("metrics-test", Some(7), None);
-        RequestTimer::start("test-proto").finish(
-            "metrics-test",
-            Some(7),
-            Some(ErrorKind::BadRequest),
-        );
+        timer.finish(Some(&model), None);
+        RequestTimer::start("test-proto").finish(Some(&model), Some(ErrorKind::BadRequest));
+        RequestTimer::start("test-proto").finish(None, Some(ErrorKind::ModelNotFound));
         drop(RequestTimer::start("test-proto"));
         assert_eq!(METRICS.inflight.with_label_values(&["test-proto"]).get(), 0);
         let text = render();
@@ -490,6 +526,7 @@ mod tests {
             r#"inferd_requests_total{model="metrics-test",protocol="test-proto",status="ok",version="7"} 1"#,
             r#"inferd_requests_total{model="metrics-test",protocol="test-proto",status="bad_request",version="7"} 1"#,
             r#"inferd_requests_total{model="",protocol="test-proto",status="cancelled",version=""} 1"#,
+            r#"inferd_requests_total{model="",protocol="test-proto",status="model_not_found",version=""} 1"#,
             r#"inferd_request_duration_seconds_bucket{model="metrics-test",protocol="test-proto",version="7",le="0.000025"}"#,
         ] {
             assert!(text.contains(needle), "missing {needle}");
