@@ -242,14 +242,15 @@ impl RequestTimer {
         self.started
     }
 
-    /// Records the request as answered by `model` (`None` when it failed before a model was
-    /// resolved), with `error` the failure's kind. The labels come from the registry, never
-    /// from the request: a client naming a million unknown models must not make a million series.
-    pub fn finish(mut self, model: Option<&LoadedModel>, error: Option<ErrorKind>) {
+    /// Records the request as answered by `model` at `version` (empty and `None` when it
+    /// failed before a model was resolved), with `error` the failure's kind. Pass the names of
+    /// the model that answered (from the registry), never names from the request: a client
+    /// naming a million unknown models must not make a million series.
+    pub fn finish(mut self, model: &str, version: Option<u64>, error: Option<ErrorKind>) {
         self.finished = true;
         RequestFinished {
-            model: model.map_or("", |m| m.name.as_str()),
-            version: model.map(|m| m.version),
+            model,
+            version,
             protocol: self.protocol,
             error,
             elapsed: self.started.elapsed(),
@@ -257,9 +258,17 @@ impl RequestTimer {
         .emit();
     }
 
-    /// [`RequestTimer::finish`] for a `Result`.
+    /// [`RequestTimer::finish`] with the labels taken from the model that answered, if any.
+    pub fn finish_model(self, model: Option<&LoadedModel>, error: Option<ErrorKind>) {
+        match model {
+            Some(m) => self.finish(&m.name, Some(m.version), error),
+            None => self.finish("", None, error),
+        }
+    }
+
+    /// [`RequestTimer::finish_model`] for a `Result`.
     pub fn finish_result<T>(self, model: Option<&LoadedModel>, result: &Result<T>) {
-        self.finish(model, result.as_ref().err().map(|e| e.kind));
+        self.finish_model(model, result.as_ref().err().map(|e| e.kind));
     }
 }
 
@@ -516,9 +525,14 @@ mod tests {
         let model = LoadedModel::new("metrics-test", 7, null_model());
         let timer = RequestTimer::start("test-proto");
         assert_eq!(METRICS.inflight.with_label_values(&["test-proto"]).get(), 1);
-        timer.finish(Some(&model), None);
-        RequestTimer::start("test-proto").finish(Some(&model), Some(ErrorKind::BadRequest));
-        RequestTimer::start("test-proto").finish(None, Some(ErrorKind::ModelNotFound));
+        timer.finish_model(Some(&model), None);
+        RequestTimer::start("test-proto").finish(
+            "metrics-test",
+            Some(7),
+            Some(ErrorKind::BadRequest),
+        );
+        RequestTimer::start("test-proto")
+            .finish_result::<()>(None, &Err(crate::Error::not_found("x")));
         drop(RequestTimer::start("test-proto"));
         assert_eq!(METRICS.inflight.with_label_values(&["test-proto"]).get(), 0);
         let text = render();
