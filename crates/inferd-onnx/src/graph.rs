@@ -292,6 +292,12 @@ impl Graph {
             + 100
     }
 
+    pub fn set_threads(&mut self, threads: usize) {
+        self.nodes
+            .iter_mut()
+            .for_each(|n| n.op.set_threads(threads));
+    }
+
     /// Bytes held by constants and compiled operators.
     pub fn memory_bytes(&self) -> usize {
         let constants: usize = self.constants.iter().map(|(_, t)| tensor_bytes(t)).sum();

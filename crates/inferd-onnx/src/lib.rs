@@ -78,6 +78,12 @@ impl OnnxModel {
         })
     }
 
+    /// Caps the threads one inference may use (default: the machine's parallelism). Threads
+    /// are only started for batches large enough to repay them, never for one row.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.graph.set_threads(threads.max(1));
+    }
+
     /// Bytes held by the model's weights and compiled trees.
     pub fn memory_bytes(&self) -> usize {
         self.graph.memory_bytes()

@@ -30,6 +30,9 @@ pub trait Op: Send + Sync {
     fn memory_bytes(&self) -> usize {
         0
     }
+
+    /// Caps the threads one call may use (tree ensembles split large batches).
+    fn set_threads(&mut self, _threads: usize) {}
 }
 
 /// The `i`th input, which the operator requires.

@@ -164,6 +164,10 @@ impl Op for Regressor {
     fn memory_bytes(&self) -> usize {
         self.ensemble.memory_bytes()
     }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.ensemble.set_max_threads(threads);
+    }
 }
 
 fn compile(spec: &inferd_trees::EnsembleSpec) -> OpResult<Ensemble> {
@@ -333,6 +337,10 @@ impl Op for Classifier {
 
     fn memory_bytes(&self) -> usize {
         self.ensemble.memory_bytes()
+    }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.ensemble.set_max_threads(threads);
     }
 }
 
