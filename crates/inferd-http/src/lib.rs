@@ -19,6 +19,7 @@ pub mod error;
 pub mod fuzzing;
 mod health;
 pub mod limits;
+pub mod metrics;
 pub mod nested;
 mod openapi;
 pub mod request_id;

@@ -1,5 +1,6 @@
 //! `x-request-id` on every response: the client's own when it sent a sane one, otherwise a new
-//! one. The id is also put in the request's extensions for handlers and log lines.
+//! one. The id is also put in the request's extensions, and in a tracing span around the
+//! request so that every log line it causes carries it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -9,6 +10,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 /// The header's name.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -28,7 +30,14 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         .cloned()
         .unwrap_or_else(generate);
     request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
+    // Every log line of the request (the core's per-request line, errors) carries the id.
+    let span = tracing::info_span!(
+        "http",
+        request_id = id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        path = request.uri().path(),
+    );
+    let mut response = next.run(request).instrument(span).await;
     response.headers_mut().insert(REQUEST_ID, id);
     response
 }

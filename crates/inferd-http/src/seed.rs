@@ -6,6 +6,7 @@
 //! straight into one flat `Vec<f32>` and the answer is written without building a JSON tree.
 
 use std::fmt;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -15,22 +16,30 @@ use inferd_core::Error;
 use serde::de::{self, DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::{json_response, ApiError};
+use crate::metrics::{self, Served};
 use crate::nested::{Nested, Sink};
 use crate::{limits, tensors, AppState};
 
 pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match answer(&state, &headers, body).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+    let timer = metrics::start(metrics::SEED);
+    let mut served = None;
+    let result = answer(&state, &headers, body, &mut served).await;
+    metrics::finish(timer, &served, &result);
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn answer(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    served: &mut Served,
+) -> Result<Response, ApiError> {
     let config = &state.config;
     let body = limits::read_body(headers, body, config.max_body_bytes).await?;
     let request = parse(&body, config.max_tensor_elements, config.max_json_depth)?;
     let options = tensors::options(state, headers, None)?;
     let loaded = state.resolve_default(headers)?;
+    *served = Some(Arc::clone(&loaded));
     let (inputs, rows) =
         tensors::row_input(&loaded, &request.shape, request.values, state, "inputs")?;
     let meta = loaded.model.metadata();

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{json, json_response, ApiError};
+use crate::metrics::{self, Served};
 use crate::nested::{self, Sink};
 use crate::v2::{parse_version, printable};
 use crate::{limits, tensors, AppState};
@@ -320,7 +321,7 @@ async fn predict(
         Ok(model) => model,
         Err(refusal) => return Ok(refusal.into_response()),
     };
-    answer(&state, model, Pick::Newest, &headers, body).await
+    timed_answer(&state, model, Pick::Newest, &headers, body).await
 }
 
 async fn predict_version(
@@ -334,7 +335,7 @@ async fn predict_version(
         Ok(version) => version,
         Err(refusal) => return Ok(refusal.into_response()),
     };
-    answer(&state, &model, Pick::Version(version), &headers, body).await
+    timed_answer(&state, &model, Pick::Version(version), &headers, body).await
 }
 
 async fn predict_label(
@@ -348,7 +349,7 @@ async fn predict_label(
         Ok(label) => label,
         Err(refusal) => return Ok(refusal.into_response()),
     };
-    answer(&state, &model, Pick::Label(label), &headers, body).await
+    timed_answer(&state, &model, Pick::Label(label), &headers, body).await
 }
 
 #[derive(Deserialize)]
@@ -361,12 +362,27 @@ struct PredictRequest<'a> {
     signature_name: Option<String>,
 }
 
+async fn timed_answer(
+    state: &AppState,
+    model: &str,
+    pick: Pick<'_>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let timer = metrics::start(metrics::V1);
+    let mut served = None;
+    let result = answer(state, model, pick, headers, body, &mut served).await;
+    metrics::finish(timer, &served, &result);
+    result
+}
+
 async fn answer(
     state: &AppState,
     model: &str,
     pick: Pick<'_>,
     headers: &HeaderMap,
     body: Body,
+    served: &mut Served,
 ) -> Result<Response, ApiError> {
     let config = &state.config;
     let body = limits::read_body(headers, body, config.max_body_bytes).await?;
@@ -391,6 +407,7 @@ async fn answer(
     }
     let options = tensors::options(state, headers, None)?;
     let loaded = resolve(state, model, pick, headers)?;
+    *served = Some(Arc::clone(&loaded));
     match (request.instances, request.inputs) {
         (Some(instances), None) => {
             let inputs = columns(state, &loaded, instances, "instances")?;

@@ -20,6 +20,7 @@ use inferd_core::tensor::element_count;
 use inferd_core::{DataType, Error, NamedTensor, Tensor, TensorSpec};
 
 use crate::error::{json, json_response, ApiError};
+use crate::metrics::{self, Served};
 use crate::nested::{self, Sink};
 use crate::tensors::{coerce, core_type};
 use crate::{limits, tensors, AppState, HttpConfig};
@@ -195,7 +196,7 @@ async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let model = path(p)?;
-    answer(&state, &model, None, &headers, body).await
+    timed_answer(&state, &model, None, &headers, body).await
 }
 
 async fn infer_version(
@@ -205,7 +206,21 @@ async fn infer_version(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (model, version) = path(p)?;
-    answer(&state, &model, Some(&version), &headers, body).await
+    timed_answer(&state, &model, Some(&version), &headers, body).await
+}
+
+async fn timed_answer(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let timer = metrics::start(metrics::V2);
+    let mut served = None;
+    let result = answer(state, model, version, headers, body, &mut served).await;
+    metrics::finish(timer, &served, &result);
+    result
 }
 
 async fn answer(
@@ -214,6 +229,7 @@ async fn answer(
     version: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    served: &mut Served,
 ) -> Result<Response, ApiError> {
     let config = &state.config;
     let body = limits::read_body(headers, body, config.max_body_bytes).await?;
@@ -222,6 +238,7 @@ async fn answer(
 
     let options = tensors::options(state, headers, timeout_parameter(&request.parameters)?)?;
     let loaded = resolve(state, model, version, headers)?;
+    *served = Some(Arc::clone(&loaded));
     let inputs = build_inputs(state, &loaded, request.inputs, binary::Blobs::new(blobs))?;
     let requested = requested_outputs(&loaded, request.outputs, &request.parameters)?;
     let outputs = tensors::run(state, &loaded, inputs, options).await?;

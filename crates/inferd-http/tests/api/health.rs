@@ -49,3 +49,43 @@ async fn a_wrong_method_gets_405_with_allow_and_a_json_error() {
     assert!(answer.headers["allow"].to_str().unwrap().contains("GET"));
     assert_eq!(answer.json()["error_type"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn inference_requests_are_counted_by_model_version_protocol_and_status() {
+    assert_eq!(
+        post("/predict", r#"{"inputs": [5.1, 3.5, 1.4, 0.2]}"#)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post("/v1/models/made-up-name:predict", r#"{"instances": [[1]]}"#)
+            .await
+            .status,
+        404
+    );
+    let text = inferd_core::metrics::render();
+    let has = |labels: &[&str]| {
+        text.lines().any(|l| {
+            l.starts_with("inferd_requests_total{") && labels.iter().all(|x| l.contains(x))
+        })
+    };
+    assert!(
+        has(&[
+            "model=\"iris\"",
+            "version=\"2\"",
+            "protocol=\"http_seed\"",
+            "status=\"ok\""
+        ]),
+        "{text}"
+    );
+    assert!(
+        has(&[
+            "model=\"\"",
+            "protocol=\"http_v1\"",
+            "status=\"model_not_found\""
+        ]),
+        "{text}"
+    );
+    assert!(!text.contains("made-up-name"));
+}
