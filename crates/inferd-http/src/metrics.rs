@@ -6,11 +6,15 @@
 
 use std::sync::Arc;
 
-use axum::response::Response;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use inferd_core::metrics::RequestTimer;
 use inferd_core::registry::LoadedModel;
 
 use crate::error::ApiError;
+
+/// The response header naming the model version that answered.
+pub const MODEL_VERSION: &str = "x-inferd-model-version";
 
 /// `protocol` label values of this front end (the gRPC front end uses its own).
 pub const SEED: &str = "http_seed";
@@ -26,7 +30,20 @@ pub fn start(protocol: &'static str) -> RequestTimer {
     RequestTimer::start(protocol)
 }
 
-/// Records the request's outcome against the version that served it.
-pub fn finish(timer: RequestTimer, served: &Served, result: &Result<Response, ApiError>) {
+/// Records the request's outcome against the version that served it, and names that version
+/// in the `x-inferd-model-version` response header (a traffic split's choice is visible on
+/// every protocol, not only in V2's `model_version`).
+pub fn finish(
+    timer: RequestTimer,
+    served: &Served,
+    result: Result<Response, ApiError>,
+) -> Response {
     timer.finish_model(served.as_deref(), result.as_ref().err().map(ApiError::kind));
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(loaded) = served {
+        response
+            .headers_mut()
+            .insert(MODEL_VERSION, HeaderValue::from(loaded.version));
+    }
+    response
 }

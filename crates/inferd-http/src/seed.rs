@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use inferd_core::Error;
 use serde::de::{self, DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
 
@@ -24,8 +24,7 @@ pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let timer = metrics::start(metrics::SEED);
     let mut served = None;
     let result = answer(&state, &headers, body, &mut served).await;
-    metrics::finish(timer, &served, &result);
-    result.unwrap_or_else(IntoResponse::into_response)
+    metrics::finish(timer, &served, result)
 }
 
 async fn answer(

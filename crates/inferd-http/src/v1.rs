@@ -372,8 +372,7 @@ async fn timed_answer(
     let timer = metrics::start(metrics::V1);
     let mut served = None;
     let result = answer(state, model, pick, headers, body, &mut served).await;
-    metrics::finish(timer, &served, &result);
-    result
+    Ok(metrics::finish(timer, &served, result))
 }
 
 async fn answer(

@@ -219,8 +219,7 @@ async fn timed_answer(
     let timer = metrics::start(metrics::V2);
     let mut served = None;
     let result = answer(state, model, version, headers, body, &mut served).await;
-    metrics::finish(timer, &served, &result);
-    result
+    Ok(metrics::finish(timer, &served, result))
 }
 
 async fn answer(

@@ -9,6 +9,7 @@ async fn the_seeds_curl_gets_the_seeds_answer() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.text(), r#"{"prediction":[0]}"#);
     assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(answer.headers["x-inferd-model-version"], "2");
 }
 
 #[tokio::test]

@@ -67,6 +67,8 @@ async fn predict_with_instances() {
     ] {
         let answer = post(path, body).await;
         assert_eq!(answer.text(), r#"{"predictions":[0,2]}"#, "{path}");
+        let version = if path.contains("/1:") { "1" } else { "2" };
+        assert_eq!(answer.headers["x-inferd-model-version"], version, "{path}");
     }
     let answer = post(
         "/v1/models/regressor:predict",

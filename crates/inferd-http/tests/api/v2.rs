@@ -53,6 +53,7 @@ async fn infer_with_flat_or_nested_data_echoes_the_id() {
     assert_eq!(post("/v2/models/iris/infer", nested).await.text(), expected);
     let v1 = post("/v2/models/iris/versions/1/infer", flat).await;
     assert_eq!(v1.json()["model_version"], "1");
+    assert_eq!(v1.headers["x-inferd-model-version"], "1");
 }
 
 #[tokio::test]
