@@ -74,6 +74,22 @@ pub async fn not_found() -> Response {
     )
 }
 
+/// Turns a panic in a handler (a bug, ours or a runtime's) into a 500 for that request alone,
+/// instead of a reset connection; the server keeps serving either way.
+pub async fn catch_panic(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => ApiError(Error::internal("internal error")).into_response(),
+    }
+}
+
 /// Gives axum's own 405 answers (known path, wrong method) the JSON error body, keeping the
 /// `Allow` header axum computed from the route.
 pub async fn json_405(request: axum::extract::Request, next: axum::middleware::Next) -> Response {

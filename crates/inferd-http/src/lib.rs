@@ -125,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/docs", get(openapi::docs_page))
         .fallback(error::not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(error::catch_panic))
         .layer(axum::middleware::from_fn(error::json_405))
         .layer(axum::middleware::from_fn(request_id::layer))
 }

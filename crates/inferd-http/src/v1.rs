@@ -570,6 +570,11 @@ fn tensor_for(
             spec.shape
         )));
     }
+    if shape.contains(&0) {
+        return Err(ApiError::bad_request(format!(
+            "{what} is empty (shape {shape:?})"
+        )));
+    }
     if let Some(&rows) = shape.first() {
         limits::check_rows(rows, &state.config)?;
     }

@@ -398,6 +398,11 @@ fn build_tensor(
         })?;
     let elements = element_count(&shape).map_err(ApiError)?;
     limits::check_elements(what, elements, config)?;
+    if elements == 0 {
+        return Err(ApiError::bad_request(format!(
+            "{what} is empty (shape {shape:?})"
+        )));
+    }
 
     let data = match (binary_size(&input.parameters, what)?, input.data) {
         (Some(_), Some(_)) => {

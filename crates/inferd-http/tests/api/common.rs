@@ -163,6 +163,23 @@ impl Model for Slow {
     }
 }
 
+/// A model whose every call panics: the server must answer 500 and keep serving.
+pub struct Panicking(ModelMetadata);
+
+impl Model for Panicking {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.0
+    }
+
+    fn infer(&self, _: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
+        panic!("a bug in a runtime")
+    }
+
+    fn cost_per_row_ns(&self) -> u64 {
+        1
+    }
+}
+
 /// A model that always fails, to check error mapping.
 pub struct Failing(ModelMetadata);
 
@@ -197,7 +214,7 @@ pub const ALL_TYPES: [DataType; 14] = [
     DataType::Bytes,
 ];
 
-/// A registry with `iris` (versions 1 and 2, labelled stable and canary; the default), `regressor`, `slow`, `failing` and one echo
+/// A registry with `iris` (versions 1 and 2, labelled stable and canary; the default), `regressor`, `slow`, `failing`, `panicking` and one echo
 /// model per datatype; ready.
 pub fn registry() -> Registry {
     let registry = Registry::new();
@@ -210,7 +227,8 @@ pub fn registry() -> Registry {
     add("slow", 1, Arc::new(Slow(Regressor::new())));
     let mut meta = Regressor::new().0;
     meta.platform = "failing".into();
-    add("failing", 1, Arc::new(Failing(meta)));
+    add("failing", 1, Arc::new(Failing(meta.clone())));
+    add("panicking", 1, Arc::new(Panicking(meta)));
     for datatype in ALL_TYPES {
         add(&echo_name(datatype), 1, Arc::new(Echo::new(datatype)));
     }

@@ -120,6 +120,8 @@ const CASES: &[Case] = &[
     ("POST", IRIS, r#"{"inputs": [{"name": "float_input", "shape": [1000000, 1000000], "datatype": "FP32", "data": [1]}]}"#, 413, "over the limit"),
     ("POST", IRIS, r#"{"inputs": [{"name": "float_input", "shape": [9223372036854775807, 9223372036854775807], "datatype": "FP32", "data": [1]}]}"#, 413, "more elements than can be addressed"),
     ("POST", IRIS, r#"{"inputs": [{"name": "float_input", "shape": [2000, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32000}}]}"#, 400, "only 0 remain"),
+    ("POST", IRIS, r#"{"inputs": [{"name": "float_input", "shape": [0, 4], "datatype": "FP32", "data": []}]}"#, 400, "is empty"),
+    ("POST", "/v1/models/echo_fp32:predict", r#"{"inputs": {"in": [[]], "extra": [1]}}"#, 400, "is empty"),
     // --- V2 infer: narrow integer types ---
     ("POST", ECHO_U8, r#"{"inputs": [{"name": "in", "shape": [1, 1], "datatype": "UINT8", "data": [256]}, {"name": "extra", "shape": [1], "datatype": "FP32", "data": [0]}]}"#, 400, "out of range for UINT8"),
     ("POST", ECHO_U8, r#"{"inputs": [{"name": "in", "shape": [1, 1], "datatype": "UINT8", "data": [-1]}, {"name": "extra", "shape": [1], "datatype": "FP32", "data": [0]}]}"#, 400, "out of range for UINT8"),

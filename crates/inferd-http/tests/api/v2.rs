@@ -203,3 +203,19 @@ async fn a_sticky_traffic_split_keeps_each_client_on_one_version() {
     }
     assert_eq!(seen.len(), 2, "both versions get traffic");
 }
+
+#[tokio::test]
+async fn a_panicking_model_gives_500_and_the_server_keeps_serving() {
+    let state = state();
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]});
+    let request = Request::post("/v2/models/panicking/infer")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let answer = send_to(state.clone(), request).await;
+    assert_eq!(answer.status, 500);
+    assert_eq!(answer.json()["error"], "internal error");
+    let request = Request::post("/predict")
+        .body(Body::from(r#"{"inputs": [5.1, 3.5, 1.4, 0.2]}"#))
+        .unwrap();
+    assert_eq!(send_to(state, request).await.status, 200);
+}
