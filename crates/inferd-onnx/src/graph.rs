@@ -13,8 +13,10 @@ use inferd_core::{DataType, Tensor};
 /// Oldest and newest opsets whose operators we implement with the semantics of our ops.
 const DEFAULT_OPSETS: std::ops::RangeInclusive<i64> = 1..=23;
 const ML_OPSETS: std::ops::RangeInclusive<i64> = 1..=5;
-/// IR versions we read (IR 3 is ONNX 1.1; 11 is current at the time of writing).
-const IR_VERSIONS: std::ops::RangeInclusive<i64> = 3..=11;
+/// IR versions we read (IR 3 is ONNX 1.1; onnx 1.23 writes 14). Later IR versions add
+/// element types and constructs that the per-node checks refuse anyway, but an unknown IR is
+/// refused up front so that the error says why.
+const IR_VERSIONS: std::ops::RangeInclusive<i64> = 3..=14;
 
 /// A declared graph input or output.
 #[derive(Debug, Clone)]

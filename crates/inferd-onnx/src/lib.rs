@@ -213,5 +213,41 @@ impl Model for OnnxModel {
     }
 }
 
+/// Loads `data` as a model and, if it loads, runs it once on two rows of zeros shaped like
+/// its inputs. The fuzz target (`fuzz/`) and the corpus replay test both call this; whatever
+/// the bytes, it must return without panicking.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    use inferd_core::TensorData as D;
+    let Ok(model) = OnnxModel::load(data) else {
+        return;
+    };
+    let mut inputs = Vec::new();
+    for spec in &model.metadata().inputs {
+        let shape: Vec<usize> = spec
+            .shape
+            .iter()
+            .map(|&d| if d < 0 { 2 } else { (d as usize).min(64) })
+            .collect();
+        let n: usize = shape.iter().product();
+        if n > 1 << 16 {
+            return;
+        }
+        let data = match spec.datatype {
+            DataType::Bytes => D::Bytes(vec![Vec::new(); n]),
+            DataType::I64 => D::I64(vec![0; n]),
+            DataType::I32 => D::I32(vec![0; n]),
+            DataType::Bool => D::Bool(vec![false; n]),
+            DataType::F64 => D::F64(vec![0.0; n]),
+            _ => D::F32(vec![0.0; n]),
+        };
+        let Ok(t) = Tensor::new(shape, data) else {
+            return;
+        };
+        inputs.push(NamedTensor::new(spec.name.clone(), t));
+    }
+    let _ = model.infer(inputs);
+}
+
 #[cfg(test)]
 mod tests;
