@@ -228,7 +228,7 @@ def chart(args, seed_runs, only_runs):
     for (server, c), run in sorted(seed_runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         series.append((f"{'Flask' if server == FLASK else 'inferd'} /predict c={c}", server, run))
     for proto, run in only_runs:
-        series.append((f"inferd {proto.split(' ')[0]} c={args.connections}", INFERD, run))
+        series.append((f"inferd {proto.replace('REST ', '')} c={args.connections}", INFERD, run))
     summary = {"title": "inferd vs the seed's Flask server (iris, one row per request)",
                "series": [{"label": label, "server": server, "rps": run["report"]["rps"],
                            **{p: run["report"]["latency_ms"][p] for p in ("p50", "p90", "p99", "p99.9")}}
