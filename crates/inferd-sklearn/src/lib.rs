@@ -2,7 +2,8 @@
 //!
 //! Python's own unpickler runs whatever code a file names; this crate never does. It parses
 //! the pickle as data ([`pickle`]), accepts only an allowlist of scikit-learn and numpy names,
-//! and builds inferd's own model structures from the values ([`estimators`]).
+//! and builds inferd's own model structures (tree engine, linear heads, scalers) from the
+//! values. Entry point: [`load`].
 #![forbid(unsafe_code)]
 
 pub mod error;
