@@ -113,6 +113,11 @@ pub struct BenchArgs {
     #[arg(long, env = "INFERD_BENCH_GRPC_CONNECTIONS", default_value_t = 1)]
     pub grpc_connections: usize,
 
+    /// Close each HTTP connection after this many requests and open a new one (0: never).
+    /// Behind a Kubernetes Service, new connections are what reach pods the HPA adds.
+    #[arg(long, env = "INFERD_BENCH_RECONNECT_EVERY", default_value_t = 0)]
+    pub reconnect_every: u64,
+
     /// Request body file, sent as is: seed or V1 JSON, or a V2 JSON inference request (which
     /// v2-binary and v2-grpc re-encode). Default: built from the model's V2 metadata.
     #[arg(long, env = "INFERD_BENCH_BODY")]

@@ -27,22 +27,29 @@ pub struct HttpPayload {
 pub struct HttpConn {
     target: Arc<Target>,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// Requests sent on the current connection, and the most it may carry (0: no limit).
+    used: u64,
+    reconnect_every: u64,
 }
 
 impl HttpConn {
-    pub fn new(target: Arc<Target>) -> HttpConn {
+    pub fn new(target: Arc<Target>, reconnect_every: u64) -> HttpConn {
         HttpConn {
             target,
             sender: None,
+            used: 0,
+            reconnect_every,
         }
     }
 
     /// Opens the connection unless one is open and reusable.
     pub async fn ensure_connected(&mut self, timeout: Duration) -> Result<(), ErrorKind> {
-        if self.sender.as_ref().is_some_and(|s| !s.is_closed()) {
+        let spent = self.reconnect_every > 0 && self.used >= self.reconnect_every;
+        if !spent && self.sender.as_ref().is_some_and(|s| !s.is_closed()) {
             return Ok(());
         }
         self.sender = None;
+        self.used = 0;
         let connect = TcpStream::connect((self.target.host.as_str(), self.target.port));
         let stream = tokio::time::timeout(timeout, connect)
             .await
@@ -80,6 +87,7 @@ impl HttpConn {
 
     async fn exchange(&mut self, payload: &HttpPayload) -> Result<(), ErrorKind> {
         let sender = self.sender.as_mut().ok_or(ErrorKind::Io)?;
+        self.used += 1;
         sender.ready().await.map_err(|_| ErrorKind::Io)?;
         let mut request = Request::builder()
             .method(Method::POST)

@@ -146,7 +146,7 @@ pub async fn run(
     for w in 0..workers {
         let client = match (&http, &grpc_payloads) {
             (Some(p), _) => Client::Http {
-                conn: HttpConn::new(Arc::clone(&target)),
+                conn: HttpConn::new(Arc::clone(&target), cfg.args.reconnect_every),
                 payloads: Arc::clone(p),
             },
             (None, Some(p)) => Client::Grpc {

@@ -142,6 +142,22 @@ async fn requests_mode_sends_exactly_that_many() {
     assert_eq!(seen.requests.load(Ordering::Relaxed), 300);
     assert!(r.passed && r.rps > 0.0 && r.latency_ms.p50 > 0.0 && r.latency_ms.count == 300);
     assert!(r.latency_ms.p50 <= r.latency_ms.p99 && r.latency_ms.p99 <= r.latency_ms.max);
+    let r = run(&[
+        "--url",
+        &url,
+        "-n",
+        "100",
+        "-c",
+        "2",
+        "--warmup",
+        "0",
+        "--reconnect-every",
+        "7",
+        "-q",
+    ])
+    .await
+    .unwrap();
+    assert_eq!((r.ok, r.errors), (100, 0));
 }
 
 #[tokio::test]
