@@ -196,15 +196,12 @@ fn batch_loop(shared: &Arc<Shared>) {
             finished(shared);
             continue;
         }
-        let worker = Arc::clone(shared);
-        let job = Box::new(move || {
-            run_batch(&worker, batch);
-            finished(&worker);
-        });
+        // However the job ends (run, panicked, never run), its batch stops counting as running.
+        let running = Running(Arc::clone(shared));
+        let job = Box::new(move || run_batch(&running.0, batch));
         if let Err(e) = shared.executor.submit_blocking(job) {
             // The job (and with it every reply sender) was dropped: callers see an error.
             tracing::error!(error = %e, "batch not run");
-            finished(shared);
         }
     }
 }
@@ -212,6 +209,15 @@ fn batch_loop(shared: &Arc<Shared>) {
 fn finished(shared: &Shared) {
     shared.lock().running -= 1;
     shared.wake.notify_all();
+}
+
+/// A batch handed to an inference thread; dropping it frees its place.
+struct Running(Arc<Shared>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        finished(&self.0);
+    }
 }
 
 /// Waits for a job and a free inference thread, then for the batch to fill or its delay to

@@ -331,6 +331,44 @@ async fn a_caller_that_went_away_is_skipped() {
     }
 }
 
+/// Panics on a row whose first value is negative: a stand-in for a runtime bug.
+struct Panicky(Arc<Doubler>);
+
+impl Model for Panicky {
+    fn metadata(&self) -> &ModelMetadata {
+        self.0.metadata()
+    }
+    fn infer(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>> {
+        assert!(inputs[0].tensor.to_f32()?[0] >= 0.0, "runtime bug");
+        self.0.infer(inputs)
+    }
+    fn cost_per_row_ns(&self) -> u64 {
+        self.0.cost_per_row_ns()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_model_fails_its_request_and_the_server_keeps_serving() {
+    for batched in [false, true] {
+        let executor = Executor::new(1, 8);
+        let mut loaded = LoadedModel::new(
+            "panicky",
+            1,
+            Arc::new(Panicky(Doubler::new(Duration::ZERO))),
+        );
+        if batched {
+            loaded = loaded.with_batching(&batching(8, 0.0, 8), &executor);
+        }
+        for _ in 0..3 {
+            let err = loaded.infer(&executor, rows(-1.0, 1)).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Internal, "batched: {batched}");
+        }
+        // The one inference thread survived, and (batched) no batch place leaked.
+        let answer = loaded.infer(&executor, rows(1.0, 1)).await.unwrap();
+        assert_eq!(y(&answer), vec![2.0, 4.0]);
+    }
+}
+
 #[test]
 fn concat_and_split_round_trip_every_type() {
     let a = vec![

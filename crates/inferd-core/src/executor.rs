@@ -5,6 +5,7 @@
 //! row through a small forest) run inline: handing them to another thread would cost more than
 //! the work itself (a wake-up and two context switches) and would not free the worker any sooner.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Instant;
@@ -47,7 +48,14 @@ impl Executor {
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(),
+                        Ok(job) => {
+                            // A panicking model must not take an inference thread with it: the
+                            // job's reply sender is dropped while unwinding, so its caller gets
+                            // an Internal error, and the thread goes on to the next job.
+                            if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                                tracing::error!("an inference job panicked");
+                            }
+                        }
                         Err(_) => return, // every sender dropped: shut down
                     }
                 })
