@@ -238,8 +238,9 @@ impl Op for FeatureVectorizer {
 pub fn feature_vectorizer(a: &Attrs) -> OpResult<Box<dyn Op>> {
     a.only(&["inputdimensions"])?;
     let dims = a.ints("inputdimensions")?;
-    if dims.iter().any(|&d| d < 0) {
-        fail!("negative input dimension");
+    // Bounded so that a hostile file cannot make every request allocate without limit.
+    if dims.iter().any(|&d| !(0..=1 << 20).contains(&d)) || dims.iter().sum::<i64>() > 1 << 20 {
+        fail!("input dimensions {dims:?} out of range");
     }
     Ok(Box::new(FeatureVectorizer(
         dims.into_iter().map(|d| d as usize).collect(),

@@ -31,7 +31,7 @@ fn with_shape(t: &Tensor, shape: Vec<usize>) -> OpResult<Tensor> {
 fn axis_of(axis: i64, rank: usize) -> OpResult<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
+    if a < 0 || a >= r {
         fail!("axis {axis} out of range for rank {rank}");
     }
     Ok(a as usize)

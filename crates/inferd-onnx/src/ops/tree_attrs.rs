@@ -291,7 +291,13 @@ pub fn tree_ensemble(a: &Attrs) -> OpResult<EnsembleSpec> {
     let Some(n_targets) = a.int("n_targets")? else {
         fail!("attribute 'n_targets' is required")
     };
-    let n_targets = usize_of(n_targets, "n_targets")?;
+    if !(1..=super::trees::MAX_TARGETS).contains(&n_targets) {
+        fail!(
+            "n_targets must be between 1 and {}, got {n_targets}",
+            super::trees::MAX_TARGETS
+        );
+    }
+    let n_targets = n_targets as usize;
     let aggregate = match a.int_or("aggregate_function", 1)? {
         0 => Aggregate::Average,
         1 => Aggregate::Sum,

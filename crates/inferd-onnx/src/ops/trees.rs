@@ -12,6 +12,10 @@ use crate::tensor::{as_matrix, f32s};
 use inferd_core::{Tensor, TensorData};
 use inferd_trees::{Aggregate, Ensemble};
 
+/// More targets than any real model has; a bound so that a hostile file cannot make us
+/// allocate per-row outputs it did not pay for.
+pub const MAX_TARGETS: i64 = 1 << 16;
+
 /// Nanoseconds per compiled node step, for the executor's cost estimate.
 const NS_PER_STEP: u64 = 2;
 
@@ -196,8 +200,8 @@ pub fn regressor(a: &Attrs, opset: i64) -> OpResult<Box<dyn Op>> {
     }
     a.only(&known)?;
     let n_targets = a.int_or("n_targets", 1)?;
-    if n_targets < 1 {
-        fail!("n_targets must be positive, got {n_targets}");
+    if !(1..=MAX_TARGETS).contains(&n_targets) {
+        fail!("n_targets must be between 1 and {MAX_TARGETS}, got {n_targets}");
     }
     let aggregate = tree_attrs::aggregate(&a.string_or("aggregate_function", "SUM")?)?;
     let post = PostTransform::parse(&a.string_or("post_transform", "NONE")?)?;
