@@ -1,20 +1,18 @@
 //! inferd's gRPC front end: the Open Inference Protocol service `inference.GRPCInferenceService`
 //! over the core [`Registry`] and [`Executor`], plus gRPC health and reflection.
 //!
-//! The binary builds one [`router`] and serves it on its listener with the server's shared
-//! shutdown signal:
+//! The binary hands [`serve`] its bound listener and the server's one shutdown signal:
 //!
 //! ```no_run
-//! # async fn serve(registry: inferd_core::registry::Registry, executor: inferd_core::executor::Executor,
-//! #                listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send) {
+//! # async fn run(registry: inferd_core::registry::Registry, executor: inferd_core::executor::Executor,
+//! #              shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8081").await?;
 //! let state = inferd_grpc::GrpcState::new(registry, executor);
-//! let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-//! inferd_grpc::router(state, &inferd_grpc::GrpcConfig::default())
-//!     .serve_with_incoming_shutdown(incoming, shutdown)
-//!     .await
-//!     .expect("gRPC server");
-//! # }
+//! inferd_grpc::serve(state, &inferd_grpc::GrpcConfig::default(), listener, shutdown).await?;
+//! # Ok(()) }
 //! ```
+//!
+//! or builds the [`router`] and serves it itself.
 #![forbid(unsafe_code)]
 
 pub mod convert;
@@ -29,7 +27,7 @@ use std::time::Duration;
 
 use inferd_core::executor::Executor;
 use inferd_core::registry::Registry;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::Server;
 use tower::layer::util::{Identity, Stack};
 
@@ -103,6 +101,20 @@ pub fn router(state: GrpcState, config: &GrpcConfig) -> GrpcRouter {
         .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
+}
+
+/// Serves [`router`] on `listener` (with `TCP_NODELAY`: small answers must not wait for
+/// Nagle's algorithm) until `shutdown` resolves, then lets in-flight calls finish.
+pub async fn serve(
+    state: GrpcState,
+    config: &GrpcConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    router(state, config)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

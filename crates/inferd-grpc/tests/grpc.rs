@@ -161,18 +161,13 @@ async fn start(config: GrpcConfig) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = inferd_grpc::router(
-        GrpcState::new(registry.clone(), Executor::new(2, 16)),
-        &config,
-    );
+    let state = GrpcState::new(registry.clone(), Executor::new(2, 16));
     tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        router
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
+        inferd_grpc::serve(state, &config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
     });
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
