@@ -1,0 +1,122 @@
+//! Turning model files into served models: picks the runtime from the file's extension, and
+//! warms each model up with one real inference before it may report ready.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use inferd_core::tensor::{DataType, NamedTensor, Tensor, TensorData};
+use inferd_core::{Error, Model, Result};
+
+/// The seed's iris RandomForest (100 trees, random_state=0) converted by skl2onnx, built into
+/// the binary so that `inferd serve` answers with no set-up. Made by `fixtures/generate.py`.
+pub const BUILTIN_MODEL: &[u8] = include_bytes!("../assets/iris.onnx");
+pub const BUILTIN_MODEL_NAME: &str = "iris";
+
+/// Largest model file read into memory (1 GiB): a guard against a mistaken path to a data set.
+const MAX_MODEL_FILE_BYTES: u64 = 1 << 30;
+
+/// Loads the built-in model.
+pub fn load_builtin() -> Result<Arc<dyn Model>> {
+    Ok(Arc::new(inferd_onnx::OnnxModel::load(BUILTIN_MODEL)?))
+}
+
+/// Loads a model file, choosing the runtime by extension. Error messages name the file by its
+/// name only, never its directory.
+pub fn load_file(path: &Path) -> Result<Arc<dyn Model>> {
+    let shown = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let size = std::fs::metadata(path)
+        .map_err(|e| {
+            Error::model_load(format!("cannot read model file {shown}: {}", io_reason(&e)))
+        })?
+        .len();
+    if size > MAX_MODEL_FILE_BYTES {
+        return Err(Error::model_load(format!(
+            "model file {shown} is larger than 1 GiB"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::model_load(format!("cannot read model file {shown}: {}", io_reason(&e)))
+    })?;
+    let model: Arc<dyn Model> = match ext.as_str() {
+        "onnx" => Arc::new(inferd_onnx::OnnxModel::load(&bytes)?),
+        // Read as data by an allowlisting parser: nothing in the file is ever executed.
+        "pkl" | "joblib" => inferd_sklearn::load(&bytes)?,
+        "json" => Arc::new(inferd_native::load_xgboost_json(&bytes)?),
+        "txt" => Arc::new(inferd_native::load_lightgbm_text(&bytes)?),
+        _ => {
+            return Err(Error::model_load(format!(
+                "model file {shown}: unsupported extension (expected .onnx, .pkl, .joblib, .json or .txt)"
+            )))
+        }
+    };
+    Ok(model)
+}
+
+/// The OS's reason without the path it may carry.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs one real inference on a zero-filled row so that first-request costs (page faults,
+/// lazy set-up) are paid before readiness turns true.
+pub fn warm_up(model: &dyn Model) -> Result<()> {
+    let inputs = model
+        .metadata()
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .map(|&d| if d < 0 { 1 } else { d as usize })
+                .collect();
+            let n: usize = shape.iter().product();
+            let data = match spec.datatype {
+                DataType::Bytes => TensorData::Bytes(vec![Vec::new(); n]),
+                DataType::Bool => TensorData::Bool(vec![false; n]),
+                DataType::F64 => TensorData::F64(vec![0.0; n]),
+                DataType::I64 | DataType::U64 | DataType::U32 => TensorData::I64(vec![0; n]),
+                DataType::I32 | DataType::I16 | DataType::I8 | DataType::U16 | DataType::U8 => {
+                    TensorData::I32(vec![0; n])
+                }
+                DataType::F32 | DataType::F16 | DataType::BF16 => TensorData::F32(vec![0.0; n]),
+            };
+            Ok(NamedTensor::new(
+                spec.name.clone(),
+                Tensor::new(shape, data)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    model.infer(inputs).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_model_loads_and_warms_up() {
+        let model = load_builtin().unwrap();
+        warm_up(model.as_ref()).unwrap();
+        assert_eq!(model.metadata().row_features(), Some(4));
+    }
+
+    #[test]
+    fn load_errors_do_not_show_directories() {
+        let err = load_file(Path::new("/secret/dir/model.onnx")).unwrap_err();
+        assert!(!err.message.contains("/secret"), "{}", err.message);
+        assert!(err.message.contains("model.onnx"));
+    }
+}
