@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use inferd_core::metrics::RequestTimer;
 use inferd_core::registry::{InferOptions, LoadedModel};
 use inferd_core::{Error, ErrorKind, NamedTensor, TensorSpec};
 use prost::Message;
@@ -63,13 +64,15 @@ impl InferenceService {
         }
     }
 
+    /// Runs one inference on the resolved `loaded`; `started` is when the request arrived,
+    /// which its deadline counts from.
     async fn infer(
         &self,
         metadata: &MetadataMap,
+        loaded: &LoadedModel,
         request: ModelInferRequest,
+        started: Instant,
     ) -> Result<ModelInferResponse, Error> {
-        let started = Instant::now();
-        let loaded = self.resolve(&request.model_name, &request.model_version, metadata)?;
         let ModelInferRequest {
             id,
             inputs,
@@ -81,7 +84,7 @@ impl InferenceService {
         let meta = loaded.model.metadata();
         let tensors = decode_inputs(inputs, &raw_input_contents, &meta.inputs, &self.config)?;
         drop(raw_input_contents);
-        let requested = requested_outputs(&loaded, &outputs)?;
+        let requested = requested_outputs(loaded, &outputs)?;
 
         let timeout =
             limits::grpc_timeout(metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()))
@@ -132,6 +135,9 @@ impl InferenceService {
         Ok(response)
     }
 }
+
+/// The `protocol` label of this front end's requests in inferd's metrics.
+pub const PROTOCOL: &str = "grpc_v2";
 
 /// Share of the client's `grpc-timeout` this server spends before answering
 /// DEADLINE_EXCEEDED itself: tonic cancels the call at the full timeout (answering CANCELLED),
@@ -292,8 +298,21 @@ impl GrpcInferenceService for InferenceService {
 
     #[tracing::instrument(level = "debug", skip_all, fields(model = %printable(&request.get_ref().model_name)))]
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Answer<ModelInferResponse> {
+        let timer = RequestTimer::start(PROTOCOL);
         let (metadata, _, request) = request.into_parts();
-        match self.infer(&metadata, request).await {
+        let loaded = self.resolve(&request.model_name, &request.model_version, &metadata);
+        let result = match &loaded {
+            Ok(loaded) => {
+                self.infer(&metadata, loaded, request, timer.started())
+                    .await
+            }
+            Err(e) => Err(e.clone()),
+        };
+        timer.finish_model(
+            loaded.as_deref().ok(),
+            result.as_ref().err().map(|e| e.kind),
+        );
+        match result {
             Ok(response) => Ok(Response::new(response)),
             Err(e) => {
                 tracing::debug!(error_type = e.kind.error_type(), error = %e, "gRPC inference refused");
