@@ -56,7 +56,9 @@ class Server:
         self.name, self.cmd, self.port = name, cmd, port
         self.base = f"http://127.0.0.1:{port}"
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The servers log every request: to a file, since an unread pipe would fill and stall them.
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
         while True:
             try:
                 req = urllib.request.Request(self.base + "/predict", data=SEED_BODY,
@@ -66,8 +68,9 @@ class Server:
                 break
             except (OSError, urllib.error.URLError):
                 if self.proc.poll() is not None:
+                    self.log.seek(0)
                     raise RuntimeError(f"{name} exited with {self.proc.returncode}: "
-                                       f"{self.proc.stderr.read().decode(errors='replace')[-2000:]}")
+                                       f"{self.log.read().decode(errors='replace')[-2000:]}")
                 if time.perf_counter() - t0 > timeout:
                     self.stop()
                     raise RuntimeError(f"{name} did not answer /predict within {timeout}s")
@@ -111,7 +114,9 @@ def run_load(bench, server, protocol, connections, args, extra=()):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     report = json.loads(out.read_text())
     out.unlink()
-    shown = ["inferd", "bench", *flags[:-2]]  # as a reader types it, without the temp file
+    # As a reader would type it: without the temporary report file.
+    i = flags.index("--json-out")
+    shown = ["inferd", "bench", *flags[:i], *flags[i + 2:]]
     return {"cmd": " ".join(shlex.quote(c) for c in shown), "report": report}
 
 

@@ -122,6 +122,7 @@ fn throughput(
         .configure_mesh()
         .disable_x_mesh()
         .disable_x_axis()
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("requests/s")
         .label_style(("sans-serif", 13))
         .draw()?;
@@ -157,10 +158,12 @@ fn latency(
     let all = series.iter().flat_map(Series::percentiles);
     let (lo, hi) = all.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let lo = (lo.max(1e-3) / 2.0).max(1e-3);
-    let hi = hi.max(lo * 10.0) * 2.0;
+    // Headroom above the highest line keeps the legend clear of it.
+    let hi = hi.max(lo * 10.0) * 40.0;
     let mut chart = ChartBuilder::on(area)
         .caption("Latency percentiles (ms, log scale)", ("sans-serif", 18))
         .margin(12)
+        .margin_right(30)
         .x_label_area_size(35)
         .y_label_area_size(70)
         .build_cartesian_2d(0usize..PERCENTILES.len() - 1, (lo..hi).log_scale())?;
@@ -172,6 +175,7 @@ fn latency(
                 .get(*i)
                 .map_or(String::new(), |p| p.0.to_string())
         })
+        .y_label_formatter(&|v| format!("{v}"))
         .y_desc("milliseconds")
         .label_style(("sans-serif", 13))
         .draw()?;
