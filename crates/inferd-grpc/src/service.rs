@@ -1,10 +1,12 @@
 //! `inference.GRPCInferenceService` over the registry and the executor: health, metadata,
 //! inference, and a read-only repository index.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use inferd_core::metrics::RequestTimer;
 use inferd_core::registry::{InferOptions, LoadedModel};
 use inferd_core::{Error, ErrorKind, NamedTensor, TensorSpec};
@@ -88,7 +90,7 @@ impl InferenceService {
 
         let timeout =
             limits::grpc_timeout(metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()))
-                .map(|t| t.mul_f64(CLIENT_DEADLINE_SHARE))
+                .map(server_budget)
                 .or(self.config.default_timeout);
         // Past the deadline the core answers DEADLINE_EXCEEDED, whether the work is queued or
         // running, and skips queued work nobody waits for any more.
@@ -139,10 +141,16 @@ impl InferenceService {
 /// The `protocol` label of this front end's requests in inferd's metrics.
 pub const PROTOCOL: &str = "grpc_v2";
 
-/// Share of the client's `grpc-timeout` this server spends before answering
-/// DEADLINE_EXCEEDED itself: tonic cancels the call at the full timeout (answering CANCELLED),
-/// so inferd must answer first.
-const CLIENT_DEADLINE_SHARE: f64 = 0.95;
+/// The part of a client's `grpc-timeout` this server spends before answering
+/// DEADLINE_EXCEEDED itself. tonic cancels the call at the full timeout (answering CANCELLED),
+/// so inferd answers first, by a margin a busy scheduler cannot eat: 5% of the timeout, at
+/// least 25 ms, at most half of it.
+fn server_budget(timeout: std::time::Duration) -> std::time::Duration {
+    let margin = (timeout / 20)
+        .max(std::time::Duration::from_millis(25))
+        .min(timeout / 2);
+    timeout - margin
+}
 
 fn decode_inputs(
     inputs: Vec<model_infer_request::InferInputTensor>,
@@ -302,10 +310,11 @@ impl GrpcInferenceService for InferenceService {
         let (metadata, _, request) = request.into_parts();
         let loaded = self.resolve(&request.model_name, &request.model_version, &metadata);
         let result = match &loaded {
-            Ok(loaded) => {
-                self.infer(&metadata, loaded, request, timer.started())
-                    .await
-            }
+            // A panic (a bug, ours or a runtime's) fails this call alone, not the connection.
+            Ok(loaded) => AssertUnwindSafe(self.infer(&metadata, loaded, request, timer.started()))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(Error::internal("internal error"))),
             Err(e) => Err(e.clone()),
         };
         timer.finish_model(
@@ -360,5 +369,19 @@ impl GrpcInferenceService for InferenceService {
         Err(Status::unimplemented(
             "unloading models over gRPC is not supported yet",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_server_answers_before_the_clients_deadline() {
+        let ms = Duration::from_millis;
+        assert_eq!(super::server_budget(ms(1000)), ms(950));
+        assert_eq!(super::server_budget(ms(200)), ms(175));
+        assert_eq!(super::server_budget(ms(20)), ms(10));
+        assert_eq!(super::server_budget(Duration::ZERO), Duration::ZERO);
     }
 }

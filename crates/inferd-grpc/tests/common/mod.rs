@@ -123,6 +123,23 @@ impl Model for Slow {
     }
 }
 
+/// Panics on every call: a bug in a runtime.
+pub struct Panics(pub ModelMetadata);
+
+impl Model for Panics {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.0
+    }
+
+    fn infer(&self, _: Vec<NamedTensor>) -> inferd_core::Result<Vec<NamedTensor>> {
+        panic!("a runtime bug")
+    }
+
+    fn cost_per_row_ns(&self) -> u64 {
+        1 // inline, on the async worker
+    }
+}
+
 pub struct Server {
     pub client: GrpcInferenceServiceClient<Channel>,
     pub channel: Channel,
@@ -150,7 +167,8 @@ pub async fn start(config: GrpcConfig) -> Server {
         prediction_output: 0,
         probabilities_output: None,
     };
-    registry.insert(LoadedModel::new("slow", 1, Arc::new(Slow(echo))));
+    registry.insert(LoadedModel::new("slow", 1, Arc::new(Slow(echo.clone()))));
+    registry.insert(LoadedModel::new("panics", 1, Arc::new(Panics(echo))));
     registry.set_ready(true);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
