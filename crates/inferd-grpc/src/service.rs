@@ -80,18 +80,16 @@ impl InferenceService {
             inputs,
             outputs,
             raw_input_contents,
+            parameters,
             ..
         } = request;
+        let timeout = request_timeout(&parameters, metadata, &self.config)?;
         let raw = !raw_input_contents.is_empty();
         let meta = loaded.model.metadata();
         let tensors = decode_inputs(inputs, &raw_input_contents, &meta.inputs, &self.config)?;
         drop(raw_input_contents);
         let requested = requested_outputs(loaded, &outputs)?;
 
-        let timeout =
-            limits::grpc_timeout(metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()))
-                .map(server_budget)
-                .or(self.config.default_timeout);
         // Past the deadline the core answers DEADLINE_EXCEEDED, whether the work is queued or
         // running, and skips queued work nobody waits for any more.
         let options = InferOptions {
@@ -140,6 +138,56 @@ impl InferenceService {
 
 /// The `protocol` label of this front end's requests in inferd's metrics.
 pub const PROTOCOL: &str = "grpc_v2";
+
+/// Metadata by which a client sets its own deadline in milliseconds, as on HTTP.
+pub const TIMEOUT_HEADER: &str = "x-inferd-timeout-ms";
+
+/// The request's time budget: the shortest of the V2 `timeout` parameter (microseconds, as
+/// Triton; tritonclient's `infer(timeout=...)`), the `x-inferd-timeout-ms` metadata and the
+/// call's own `grpc-timeout`; without any, the configured default.
+fn request_timeout(
+    parameters: &std::collections::HashMap<String, InferParameter>,
+    metadata: &MetadataMap,
+    config: &GrpcConfig,
+) -> Result<Option<std::time::Duration>, Error> {
+    use crate::proto::infer_parameter::ParameterChoice;
+    use std::time::Duration;
+    let parameter = match parameters
+        .get("timeout")
+        .and_then(|p| p.parameter_choice.as_ref())
+    {
+        None => None,
+        Some(ParameterChoice::Int64Param(us)) if *us > 0 => Some(Duration::from_micros(*us as u64)),
+        Some(ParameterChoice::Uint64Param(us)) if *us > 0 => Some(Duration::from_micros(*us)),
+        Some(_) => {
+            return Err(Error::bad_request(
+                "the timeout parameter must be a positive integer (microseconds)",
+            ))
+        }
+    };
+    let header = match metadata.get(TIMEOUT_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    Error::bad_request(format!("{TIMEOUT_HEADER} must be a positive integer"))
+                })?,
+        ),
+    };
+    let transport =
+        limits::grpc_timeout(metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()))
+            .map(server_budget);
+    Ok([parameter, header, transport]
+        .into_iter()
+        .flatten()
+        .min()
+        .or(config.default_timeout))
+}
 
 /// The part of a client's `grpc-timeout` this server spends before answering
 /// DEADLINE_EXCEEDED itself. tonic cancels the call at the full timeout (answering CANCELLED),

@@ -655,3 +655,48 @@ async fn a_panicking_model_fails_its_call_alone() {
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn the_timeout_parameter_and_header_set_deadlines_too() {
+    let mut s = start(GrpcConfig::default()).await;
+    let input = InferInputTensor {
+        name: "x".into(),
+        datatype: "FP32".into(),
+        shape: vec![1],
+        contents: Some(InferTensorContents {
+            fp32_contents: vec![1.0],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut by_parameter = request("slow", vec![input.clone()]);
+    let micros = infer_parameter::ParameterChoice::Int64Param(300_000);
+    by_parameter.parameters.insert(
+        "timeout".into(),
+        InferParameter {
+            parameter_choice: Some(micros),
+        },
+    );
+    let err = s.client.model_infer(by_parameter).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
+
+    let mut by_header = tonic::Request::new(request("slow", vec![input.clone()]));
+    by_header
+        .metadata_mut()
+        .insert("x-inferd-timeout-ms", "300".parse().unwrap());
+    let err = s.client.model_infer(by_header).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{}", err.message());
+
+    let mut bad = request("slow", vec![input]);
+    let text = infer_parameter::ParameterChoice::StringParam("soon".into());
+    bad.parameters.insert(
+        "timeout".into(),
+        InferParameter {
+            parameter_choice: Some(text),
+        },
+    );
+    assert_eq!(
+        s.client.model_infer(bad).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+}
