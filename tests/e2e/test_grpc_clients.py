@@ -244,6 +244,15 @@ def errors_have_the_right_codes(client):
 
 
 @triton_check
+def oversized_message(client):
+    # 9.6 MB of raw input, over the server's default 8 MiB message limit.
+    rows = np.zeros((600_000, 4), dtype=np.float32)
+    assert triton_status(lambda: triton_infer(client, rows)) == "StatusCode.RESOURCE_EXHAUSTED"
+    # Refused before it was read; the server is fine.
+    assert triton_infer(client, ROWS).as_numpy(triton_names(client)[1]).tolist() == LABELS
+
+
+@triton_check
 def repository_index(client):
     index = client.get_model_repository_index(as_json=True)
     entries = {(m["name"], m.get("version")) for m in index["models"]}
