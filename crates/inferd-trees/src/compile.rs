@@ -6,7 +6,7 @@
 //! and `<`, `>=`, `>` reduce to `<=` on a neighbouring f32 with the children swapped. `==` and
 //! `!=` become two nodes. One form means the hot loop has no per-node dispatch.
 
-use crate::layout::{Node, Tree, LEAF, MISSING_NEXT};
+use crate::layout::{Node, Tree, LEAF, LEAF_COUNT_MASK, LEAF_NAN, MISSING_NEXT};
 use crate::spec::{Aggregate, EnsembleSpec, NodeSpec, SplitRule};
 use crate::{Ensemble, TreeError};
 
@@ -195,6 +195,7 @@ fn emit_tree(
     nodes: &mut Vec<Node>,
     leaf_targets: &mut Vec<u32>,
     leaf_values: &mut Vec<f64>,
+    leaf_starts: &mut Vec<(u32, u32)>,
 ) -> Result<(), TreeError> {
     // Indices stored in `right` are absolute in the ensemble's node array, so a walk needs
     // no per-tree base; `compile` has checked that they fit in u32.
@@ -223,13 +224,20 @@ fn emit_tree(
                         leaf_targets.push(t as u32);
                         leaf_values.push(v);
                     }
-                    if leaf_values.len() > u32::MAX as usize {
+                    if leaf_values.len() > u32::MAX as usize
+                        || values.len() > LEAF_COUNT_MASK as usize
+                    {
                         return Err(TreeError::TooLarge);
                     }
+                    // A leaf loops to itself: its threshold is a NaN (never `<=`) carrying the
+                    // value count in its payload, and `right` is its own index. Walks can then
+                    // take a fixed number of steps without testing for leaves.
+                    let at = local(nodes);
+                    leaf_starts.push((at, start as u32));
                     nodes.push(Node {
-                        thr: f32::from_bits(values.len() as u32),
+                        thr: f32::from_bits(LEAF_NAN | values.len() as u32),
                         feat: LEAF,
-                        right: start as u32,
+                        right: at,
                     });
                 }
                 &NodeSpec::Branch {
@@ -332,6 +340,7 @@ pub(crate) fn compile(spec: &EnsembleSpec) -> Result<Ensemble, TreeError> {
     let mut trees = Vec::with_capacity(spec.trees.len());
     let mut leaf_targets = Vec::new();
     let mut leaf_values = Vec::new();
+    let mut leaf_starts = Vec::new();
     for tree in 0..spec.trees.len() {
         validate_tree(spec, tree)?;
         // Checked before laying out so that absolute u32 indices cannot overflow.
@@ -344,6 +353,7 @@ pub(crate) fn compile(spec: &EnsembleSpec) -> Result<Ensemble, TreeError> {
             &mut nodes,
             &mut leaf_targets,
             &mut leaf_values,
+            &mut leaf_starts,
         )?;
         let depth = depth(&nodes, start);
         trees.push(Tree {
@@ -362,6 +372,11 @@ pub(crate) fn compile(spec: &EnsembleSpec) -> Result<Ensemble, TreeError> {
     } else {
         spec.base_values.clone()
     };
+    let mut leaf_start = vec![0u32; nodes.len()];
+    for (at, start) in leaf_starts {
+        leaf_start[at as usize] = start;
+    }
+    let has_missing = nodes.iter().any(|n| n.feat & MISSING_NEXT != 0);
     nodes.shrink_to_fit();
     leaf_values.shrink_to_fit();
     leaf_targets.shrink_to_fit();
@@ -370,6 +385,8 @@ pub(crate) fn compile(spec: &EnsembleSpec) -> Result<Ensemble, TreeError> {
         trees,
         leaf_targets,
         leaf_values,
+        leaf_start,
+        has_missing,
         n_features: spec.n_features,
         n_targets: spec.n_targets,
         aggregate: spec.aggregate,

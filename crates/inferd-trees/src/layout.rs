@@ -3,8 +3,9 @@
 
 /// A compiled node. Branch: a row goes to the node right after this one (its implicit child)
 /// when `x[feature] <= thr`, or when `x` is NaN and [`MISSING_NEXT`] is set; otherwise to
-/// `right`, an index relative to the tree's first node. Leaf ([`LEAF`] set): `right` is the
-/// offset of its values in the leaf arrays and `thr`'s bits hold how many values it has.
+/// `right`, an index into the ensemble's node array. Leaf ([`LEAF`] set): feature 0, `thr` a
+/// NaN whose payload is the leaf's value count, and `right` its own index, so that a step
+/// from a leaf stays there; its values' offset is in `Ensemble::leaf_start`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Node {
     pub thr: f32,
@@ -16,6 +17,9 @@ pub(crate) struct Node {
 pub(crate) const FEATURE_MASK: u32 = (1 << 24) - 1;
 pub(crate) const MISSING_NEXT: u32 = 1 << 30;
 pub(crate) const LEAF: u32 = 1 << 31;
+/// Quiet-NaN bits of a leaf's threshold; the low 22 bits hold its value count.
+pub(crate) const LEAF_NAN: u32 = 0x7FC0_0000;
+pub(crate) const LEAF_COUNT_MASK: u32 = (1 << 22) - 1;
 
 /// One tree's slice of the node array and the most steps a walk through it can take.
 #[derive(Debug, Clone, Copy, PartialEq)]

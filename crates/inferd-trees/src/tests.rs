@@ -427,3 +427,37 @@ fn very_deep_trees_compile_without_recursion() {
     e.predict(&[5.5, 1e9], &mut out);
     assert_eq!(out, [6.0, -1.0]);
 }
+
+#[test]
+fn ensembles_without_missing_routing_take_the_short_path() {
+    // `<=` with NaN going right everywhere (scikit-learn's trees): no node needs the NaN
+    // test, so the walk specialised without it must still send NaN right.
+    let mut rng = Rng(99);
+    let mut trees: Vec<TreeSpec> = (0..30)
+        .map(|_| random_tree(&mut rng, 8, 4, 1, &RULES[..1]))
+        .collect();
+    for t in &mut trees {
+        for n in &mut t.nodes {
+            if let NodeSpec::Branch {
+                missing_left,
+                threshold,
+                ..
+            } = n
+            {
+                *missing_left = false;
+                if threshold.is_nan() {
+                    *threshold = 0.5;
+                }
+            }
+        }
+    }
+    let spec = EnsembleSpec {
+        trees,
+        n_features: 4,
+        n_targets: 1,
+        aggregate: Aggregate::Sum,
+        base_values: vec![],
+    };
+    assert!(!Ensemble::compile(&spec).unwrap().has_missing);
+    check(&spec, &random_rows(&mut rng, 64, 4));
+}
