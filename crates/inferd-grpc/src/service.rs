@@ -380,11 +380,10 @@ impl GrpcInferenceService for InferenceService {
 
     async fn repository_index(
         &self,
-        request: Request<RepositoryIndexRequest>,
+        _: Request<RepositoryIndexRequest>,
     ) -> Answer<RepositoryIndexResponse> {
-        // Read-only: every loaded version, which is by construction ready. Models that failed
-        // to load are not listed until the repository manager records them.
-        let _ = request.get_ref().ready;
+        // Read-only: every loaded version, which is by construction ready (so `ready: true`
+        // changes nothing). Versions that failed to load are not listed.
         let snapshot = self.state.registry.snapshot();
         let models = snapshot
             .models
