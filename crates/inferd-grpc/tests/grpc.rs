@@ -700,3 +700,17 @@ async fn the_timeout_parameter_and_header_set_deadlines_too() {
         Code::InvalidArgument
     );
 }
+
+#[tokio::test]
+async fn health_watch_streams_readiness_changes() {
+    let s = start(GrpcConfig::default()).await;
+    let mut health = HealthClient::new(s.channel.clone());
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut stream = health.watch(request).await.unwrap().into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().status, 1); // SERVING
+    s.registry.set_ready(false);
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.message()).await;
+    assert_eq!(next.unwrap().unwrap().unwrap().status, 2); // NOT_SERVING
+}
