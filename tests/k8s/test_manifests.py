@@ -7,7 +7,10 @@ import re
 
 import pytest
 
-from manifests import DEPLOY, OVERLAYS, arg_values, container, find, one, port_numbers, render
+from manifests import DEPLOY, OVERLAYS, ROOT, arg_values, container, find, one, port_numbers, render
+
+# The error_types answered with a 5xx: the alert's and the dashboard's "server errors".
+SERVER_ERRORS = "internal|overloaded|model_not_ready|deadline_exceeded"
 
 SERVER_DEPLOYMENTS = {
     "base": ["inferd"],
@@ -227,7 +230,7 @@ def test_custom_metrics_replaces_the_cpu_hpa():
 def test_dashboard_covers_the_issue_panels():
     dash = json.loads((DEPLOY / "grafana" / "dashboards" / "inferd.json").read_text())
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
-    for needed in ("inferd_requests_total", 'status=~"5.."', "histogram_quantile(0.5,",
+    for needed in ("inferd_requests_total", f'status=~"{SERVER_ERRORS}"', "histogram_quantile(0.5,",
                    "histogram_quantile(0.95,", "histogram_quantile(0.99,", "inferd_queue_duration_seconds",
                    "inferd_batch_size", "inferd_inflight_requests", "kube_deployment_status_replicas_ready"):
         assert needed in exprs, needed
@@ -239,8 +242,19 @@ def test_dashboard_covers_the_issue_panels():
 
 def test_alerts(base):
     rule = one(base, "PrometheusRule", "inferd")
-    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert alerts == {"InferdHighErrorRate", "InferdHighP99Latency", "InferdNoReadyReplicas"}
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {"InferdHighErrorRate", "InferdHighP99Latency", "InferdNoReadyReplicas"}
+    assert f'status=~"{SERVER_ERRORS}"' in alerts["InferdHighErrorRate"]["expr"]
+
+
+def test_server_error_selector_matches_the_error_table():
+    """`status` on inferd_requests_total is "ok" or the error_type; the alert and dashboard
+    count as server errors exactly the error types inferd answers with a 5xx."""
+    table = (ROOT / "crates" / "inferd-core" / "src" / "error.rs").read_text()
+    rows = re.findall(r'=> \((\d{3}), GrpcCode::\w+, "(\w+)"\)', table)
+    assert len(rows) >= 8, "inferd-core's ErrorKind table changed shape; update this parser"
+    server = {error_type for status, error_type in rows if status.startswith("5")}
+    assert set(SERVER_ERRORS.split("|")) == server
 
 
 def test_loadtest_job_is_the_documented_one():

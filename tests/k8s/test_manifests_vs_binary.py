@@ -162,6 +162,10 @@ def test_container_runs_as_the_manifest_says(where, objects, deployment, model_r
 
         status, body = post_seed(pod.ports["http"])
         assert status == 200 and json.loads(body) == {"prediction": [0]}, f"{where}: {status} {body!r}"
+        conn = http.client.HTTPConnection("127.0.0.1", pod.ports["http"], timeout=5)
+        conn.request("POST", "/predict", b'{"inputs": [1]}', {"Content-Type": "application/json"})
+        assert conn.getresponse().status == 400
+        conn.close()
 
         for sm in find(objects, "ServiceMonitor"):
             (endpoint,) = sm["spec"]["endpoints"]
@@ -175,10 +179,15 @@ def test_container_runs_as_the_manifest_says(where, objects, deployment, model_r
             wanted = {re.sub(r"_(bucket|sum|count)$", "", m) for m in referenced_metrics()}
             missing = sorted(m for m in wanted if m not in exposed)
             assert not missing, f"{where}: queried but not exposed on /metrics: {missing}"
-            ok_status = re.search(r'^inferd_requests_total\{[^}]*status="([^"]*)"', text.decode(), re.MULTILINE)
-            assert ok_status and re.fullmatch(r"\d{3}", ok_status.group(1)), (
-                "the alert and dashboard read `status` as the HTTP status code (5xx = error); "
-                f"/metrics has {ok_status.group(0) if ok_status else 'no status label'}")
+            # The alert and dashboard read `status` as "ok" or the error_type, and count
+            # only server-side error types as failures: a bad request must not be one.
+            statuses = set(re.findall(r'^inferd_requests_total\{[^}]*status="([^"]*)"', text.decode(), re.MULTILINE))
+            assert "ok" in statuses, f"{where}: no status=\"ok\" series after a good request: {statuses}"
+            assert "bad_request" in statuses, f"{where}: the bad request was not counted: {statuses}"
+            alert_exprs = " ".join(r["expr"] for o in find(render("base"), "PrometheusRule")
+                                   for g in o["spec"]["groups"] for r in g["rules"])
+            server_errors = re.search(r'status=~"([^"]+)"', alert_exprs)
+            assert not re.fullmatch(server_errors.group(1), "bad_request")
 
         with socket.create_connection(("127.0.0.1", pod.ports["grpc"]), timeout=2):
             pass

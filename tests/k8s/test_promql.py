@@ -50,13 +50,15 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      # 10 % of requests fail with 503, plus client errors that must not count.
-      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="200"}'
+      # 10 % of requests fail on the server side, plus client errors that must not count.
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="ok"}'
         values: '0+85x30'
-      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="400"}'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="bad_request"}'
         values: '0+5x30'
-      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="503"}'
-        values: '0+10x30'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="overloaded"}'
+        values: '0+6x30'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="internal"}'
+        values: '0+4x30'
       # Every request takes between 0.5 s and 1 s.
       - series: 'inferd_request_duration_seconds_bucket{job="inferd", namespace="inferd", le="0.5"}'
         values: '0x30'
@@ -76,7 +78,7 @@ tests:
           - exp_labels: {namespace: inferd, severity: critical}
             exp_annotations:
               summary: inferd is failing more than 5% of requests
-              description: 10% of requests in inferd failed with 5xx over the last 5 minutes.
+              description: 10% of requests in inferd failed on the server side (5xx) over the last 5 minutes.
       - eval_time: 20m
         alertname: InferdHighP99Latency
         exp_alerts:
@@ -97,10 +99,12 @@ tests:
   - interval: 1m
     input_series:
       # Only client errors: not inferd's fault, no alert.
-      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="200"}'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="ok"}'
         values: '0+50x30'
-      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="422"}'
-        values: '0+50x30'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="bad_request"}'
+        values: '0+30x30'
+      - series: 'inferd_requests_total{job="inferd", namespace="inferd", status="model_not_found"}'
+        values: '0+20x30'
     alert_rule_test:
       - eval_time: 20m
         alertname: InferdHighErrorRate
