@@ -61,3 +61,16 @@ pub trait Model: Send + Sync + 'static {
         50_000
     }
 }
+
+/// So that `Result<Arc<dyn Model>>` can be unwrapped and logged: a model shows as its platform
+/// and declared tensors, never its weights.
+impl std::fmt::Debug for dyn Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let meta = self.metadata();
+        f.debug_struct("Model")
+            .field("platform", &meta.platform)
+            .field("inputs", &meta.inputs)
+            .field("outputs", &meta.outputs)
+            .finish()
+    }
+}

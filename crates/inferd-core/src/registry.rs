@@ -198,6 +198,12 @@ mod tests {
     }
 
     #[test]
+    fn a_model_debug_prints_as_its_platform() {
+        let shown = format!("{:?}", null("iris", 1).model);
+        assert!(shown.starts_with("Model { platform: \"test\""), "{shown}");
+    }
+
+    #[test]
     fn unknown_names_are_not_echoed_in_full() {
         let registry = Registry::new();
         let long = "x".repeat(10_000);
