@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -29,12 +29,10 @@ pub struct Plan {
     deadline: Option<Instant>,
     /// Measured requests left to start (`--requests`).
     budget: Option<AtomicU64>,
-    /// Open loop: the interval between due times, and the next request's number.
+    /// Open loop: the interval between due times.
     period: Option<Duration>,
-    ticket: AtomicU64,
     timeout: Duration,
     stopped: AtomicBool,
-    stop_notify: Notify,
 }
 
 impl Plan {
@@ -51,17 +49,14 @@ impl Plan {
             deadline,
             budget,
             period: cfg.args.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
-            ticket: AtomicU64::new(0),
             timeout: cfg.args.timeout,
             stopped: AtomicBool::new(false),
-            stop_notify: Notify::new(),
         }
     }
 
     /// Ends the run early (Ctrl-C): no new request starts.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
-        self.stop_notify.notify_waiters();
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -142,6 +137,15 @@ pub async fn run(
         Payloads::Http(p) => (Some(Arc::new(p)), None),
         Payloads::Grpc(p) => (None, Some(Arc::new(p))),
     };
+    let tickets = plan.period.map(|period| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pacer = Arc::clone(&plan);
+        std::thread::Builder::new()
+            .name("inferd-bench-pacer".into())
+            .spawn(move || pace(&pacer, period, &tx))
+            .map(|_| Arc::new(Mutex::new(rx)))
+            .ok()
+    });
     let mut handles = Vec::with_capacity(workers);
     for w in 0..workers {
         let client = match (&http, &grpc_payloads) {
@@ -157,11 +161,13 @@ pub async fn run(
         };
         let plan = Arc::clone(&plan);
         let recorder = collector.recorder(w);
+        let tickets = tickets.clone();
         handles.push(tokio::spawn(async move {
-            if plan.period.is_some() {
-                open_loop(client, w, &plan, &recorder).await
-            } else {
-                closed_loop(client, w, &plan, &recorder).await
+            match tickets {
+                None => closed_loop(client, w, &plan, &recorder).await,
+                Some(Some(tickets)) => open_loop(client, w, &plan, &recorder, &tickets).await,
+                // No pacer thread, no open loop: end at once with nothing measured.
+                Some(None) => Instant::now(),
             }
         }));
     }
@@ -211,27 +217,56 @@ async fn closed_loop(
     }
 }
 
-/// Requests due every `period` across all workers; each worker takes the next due time, waits
-/// for it, sends, and records latency from the due time, so time spent queued behind a slow
-/// answer counts (coordinated omission is not hidden). Returns when it finished.
-async fn open_loop(mut client: Client, worker: usize, plan: &Plan, recorder: &Recorder) -> Instant {
-    let period = plan.period.unwrap_or(Duration::from_secs(1));
+/// Issues the open loop's due times from a thread of its own: `std::thread::sleep` wakes within
+/// tens of microseconds where tokio's timer rounds up to the next millisecond, which would add
+/// up to a millisecond of the generator's own lateness to every latency. Stops at the deadline,
+/// on Ctrl-C, or once every worker has left.
+fn pace(plan: &Plan, period: Duration, tickets: &mpsc::UnboundedSender<Instant>) {
+    let start = plan.load_start.into_std();
+    for n in 0u64.. {
+        let due = start + period.mul_f64(n as f64);
+        if plan.past_deadline(Instant::from_std(due)) {
+            return;
+        }
+        // Sleep in slices, so that Ctrl-C is noticed at low rates too.
+        loop {
+            if plan.is_stopped() {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= due {
+                break;
+            }
+            std::thread::sleep((due - now).min(Duration::from_millis(100)));
+        }
+        if tickets.send(Instant::from_std(due)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Open loop: each worker takes the next due request off the pacer's queue, sends it, and
+/// records latency from when it was due, so time spent queued behind slow answers counts
+/// (coordinated omission is not hidden). Returns when it finished.
+async fn open_loop(
+    mut client: Client,
+    worker: usize,
+    plan: &Plan,
+    recorder: &Recorder,
+    tickets: &Mutex<mpsc::UnboundedReceiver<Instant>>,
+) -> Instant {
     let mut i = worker;
     loop {
-        let n = plan.ticket.fetch_add(1, Ordering::Relaxed);
-        let due = plan.load_start + period.mul_f64(n as f64);
-        if plan.is_stopped() || plan.past_deadline(due) {
+        // Idle workers queue on the lock; the one holding it waits for the next due time.
+        let Some(due) = tickets.lock().await.recv().await else {
+            return Instant::now();
+        };
+        if plan.is_stopped() {
             return Instant::now();
         }
         let measured = due >= plan.measure_start;
         if measured && !plan.claim() {
             return Instant::now();
-        }
-        if due > Instant::now() {
-            tokio::select! {
-                () = tokio::time::sleep_until(due) => {}
-                () = plan.stop_notify.notified() => return Instant::now(),
-            }
         }
         if measured {
             recorder.record_send_lag(due.elapsed());
