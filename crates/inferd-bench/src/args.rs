@@ -198,6 +198,16 @@ impl Config {
             (Some(d), None) => Stop::After(d),
             (None, None) => Stop::After(Duration::from_secs(10)),
         };
+        // A report that cannot be written should fail now, not after the whole load.
+        if let Some(path) = args.json_out.as_deref().filter(|p| p.as_os_str() != "-") {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if parent.is_some_and(|dir| !dir.is_dir()) {
+                return Err(config(format!(
+                    "--json-out {}: its directory does not exist",
+                    path.display()
+                )));
+            }
+        }
         if let Some(values) = &args.values {
             if values.iter().any(|v| !v.is_finite()) {
                 return Err(config("--values must be finite numbers"));
