@@ -178,6 +178,17 @@ impl Batcher {
     }
 }
 
+impl Batcher {
+    /// Whether the queue is full of live callers, so that a request sent now would be refused.
+    pub fn is_full(&self) -> bool {
+        let mut state = self.shared.lock();
+        if state.jobs.len() >= self.shared.max_queue {
+            purge_abandoned(&mut state, &self.shared.metrics);
+        }
+        state.jobs.len() >= self.shared.max_queue
+    }
+}
+
 impl Drop for Batcher {
     fn drop(&mut self) {
         self.shared.lock().closing = true;

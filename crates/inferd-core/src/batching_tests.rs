@@ -203,6 +203,11 @@ async fn a_full_batch_queue_sheds_at_once() {
             .is_some_and(|b| b.shared.lock().jobs.len() == 2)
     })
     .await;
+    // A front end can ask before reading the body; then the call itself refuses, at once.
+    assert_eq!(
+        loaded.admit(&executor).unwrap_err().kind,
+        ErrorKind::Overloaded
+    );
     let started = Instant::now();
     let refused = loaded.infer(&executor, rows(9.0, 1)).await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::Overloaded);
@@ -247,6 +252,7 @@ async fn abandoned_callers_do_not_keep_the_queue_full() {
     assert_eq!(y(&answer), vec![20.0, 22.0]);
     busy.await.unwrap().unwrap();
     assert_eq!(model.calls(), vec![1, 1]);
+    assert!(loaded.admit(&executor).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,6 +6,7 @@
 //! the work itself (a wake-up and two context switches) and would not free the worker any sooner.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Instant;
@@ -29,16 +30,23 @@ pub struct Executor {
 struct Inner {
     sender: mpsc::SyncSender<Job>,
     threads: usize,
+    /// Jobs sent and not yet taken by a thread: the channel cannot say, and front ends ask
+    /// ([`Executor::is_saturated`]) before they spend time reading a request.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl Executor {
     /// Starts `threads` inference threads with room for `queue` waiting jobs.
     pub fn new(threads: usize, queue: usize) -> Self {
         let threads = threads.max(1);
-        let (sender, receiver) = mpsc::sync_channel::<Job>(queue.max(1));
+        let capacity = queue.max(1);
+        let (sender, receiver) = mpsc::sync_channel::<Job>(capacity);
         let receiver = Arc::new(Mutex::new(receiver));
+        let queued = Arc::new(AtomicUsize::new(0));
         for i in 0..threads {
             let receiver = Arc::clone(&receiver);
+            let queued = Arc::clone(&queued);
             thread::Builder::new()
                 .name(format!("inferd-infer-{i}"))
                 .spawn(move || loop {
@@ -49,6 +57,7 @@ impl Executor {
                     };
                     match job {
                         Ok(job) => {
+                            queued.fetch_sub(1, Ordering::Relaxed);
                             // A panicking model must not take an inference thread with it: the
                             // job's reply sender is dropped while unwinding, so its caller gets
                             // an Internal error, and the thread goes on to the next job.
@@ -62,12 +71,41 @@ impl Executor {
                 .expect("spawning an inference thread at start-up");
         }
         Self {
-            inner: Arc::new(Inner { sender, threads }),
+            inner: Arc::new(Inner {
+                sender,
+                threads,
+                queued,
+                capacity,
+            }),
         }
     }
 
     pub fn threads(&self) -> usize {
         self.inner.threads
+    }
+
+    /// Whether the queue is full, so that work sent now would be refused. A hint (another
+    /// caller may take or free the last place a moment later), cheap enough to ask per request.
+    pub fn is_saturated(&self) -> bool {
+        self.inner.queued.load(Ordering::Relaxed) >= self.inner.capacity
+    }
+
+    /// Counts a job as queued before it is sent (so a thread taking it at once cannot count it
+    /// out first), and back out when the send fails.
+    fn send_counted(&self, job: Job, wait: bool) -> Result<(), mpsc::TrySendError<Job>> {
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = if wait {
+            self.inner
+                .sender
+                .send(job)
+                .map_err(|e| mpsc::TrySendError::Disconnected(e.0))
+        } else {
+            self.inner.sender.try_send(job)
+        };
+        if sent.is_err() {
+            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// Runs `work` inline when `estimated_ns` is within the inline budget, otherwise on an
@@ -152,7 +190,7 @@ impl Executor {
             // The receiver may be gone by now; the result is then unwanted.
             let _ = reply.send(work());
         });
-        self.inner.sender.try_send(job).map_err(|e| match e {
+        self.send_counted(job, false).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => {
                 reject(RejectReason::QueueFull);
                 Error::new(
@@ -168,9 +206,7 @@ impl Executor {
     /// Queues `job` for an inference thread, waiting for room: only the batching threads call
     /// this, and they are not async workers, so waiting is their back-pressure.
     pub(crate) fn submit_blocking(&self, job: Job) -> Result<()> {
-        self.inner
-            .sender
-            .send(job)
+        self.send_counted(job, true)
             .map_err(|_| Error::internal("inference threads stopped"))
     }
 }
@@ -250,6 +286,7 @@ mod tests {
         // One job runs, one waits in the queue; a further one must be refused at once.
         let refused = executor.run(u64::MAX, || Ok(())).await.unwrap_err();
         assert_eq!(refused.kind, ErrorKind::Overloaded);
+        assert!(executor.is_saturated());
         for _ in 0..4 {
             let _ = release.send(());
         }

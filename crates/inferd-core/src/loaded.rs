@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batching::Batcher;
-use crate::error::Result;
-use crate::executor::Executor;
-use crate::metrics::ModelMetrics;
+use crate::error::{Error, ErrorKind, Result};
+use crate::executor::{Executor, INLINE_BUDGET_NS};
+use crate::metrics::{ModelMetrics, RejectReason};
 use crate::model::Model;
 use crate::repository::config::BatchingConfig;
 use crate::tensor::NamedTensor;
@@ -69,6 +69,26 @@ impl LoadedModel {
     /// Whether requests to this version are batched.
     pub fn is_batched(&self) -> bool {
         self.batcher.is_some()
+    }
+
+    /// Refuses at once ([`ErrorKind::Overloaded`], counted as a `queue_full` rejection) when
+    /// this model's queue is full, so that a front end can shed a request before reading and
+    /// parsing its body: under overload, refusals must cost next to nothing. A hint: a request
+    /// admitted here may still be refused by [`LoadedModel::infer`] a moment later.
+    /// Requests to an unbatched model whose single row would run inline are always admitted.
+    pub fn admit(&self, executor: &Executor) -> Result<()> {
+        let full = match &self.batcher {
+            Some(batcher) => batcher.is_full(),
+            None => self.model.cost_per_row_ns() > INLINE_BUDGET_NS && executor.is_saturated(),
+        };
+        if full {
+            self.metrics.rejected(RejectReason::QueueFull);
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                "the model's queue is full; retry later",
+            ));
+        }
+        Ok(())
     }
 
     /// Runs this model on `inputs` the way the server should: inline when cheap, on the
