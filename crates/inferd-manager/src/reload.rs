@@ -170,13 +170,22 @@ impl Manager {
                     continue; // same broken file as last time
                 }
                 let started = Instant::now();
+                inferd_core::metrics::set_model_state(&model.name, v.version, "loading");
                 let request = LoadRequest {
                     name: &model.name,
                     version: v.version,
                     file: &v.file,
                     config: &model.config,
                 };
-                match (self.inner.load)(&request) {
+                let result = (self.inner.load)(&request);
+                inferd_core::metrics::ModelLoaded {
+                    model: &model.name,
+                    version: v.version,
+                    elapsed: started.elapsed(),
+                    ok: result.is_ok(),
+                }
+                .emit();
+                match result {
                     Ok(loaded) => {
                         tracing::info!(model = %model.name, version = v.version,
                             elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "model version loaded");
@@ -229,6 +238,8 @@ impl Manager {
             .collect();
         for key in gone {
             state.loaded.remove(&key);
+            inferd_core::metrics::set_model_state(&key.0, key.1, "unloading");
+            inferd_core::metrics::forget_model(&key.0, key.1);
             tracing::info!(model = %key.0, version = key.1, "model version unloaded");
             report.unloaded.push(key);
         }

@@ -45,11 +45,7 @@ fn loader() -> LoadFn {
             prediction_output: 0,
             probabilities_output: None,
         };
-        Ok(LoadedModel {
-            name: req.name.into(),
-            version: req.version,
-            model: Arc::new(Constant(value, meta)),
-        })
+        Ok(LoadedModel::new(req.name, req.version, Arc::new(Constant(value, meta))))
     })
 }
 

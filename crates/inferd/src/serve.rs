@@ -119,6 +119,7 @@ fn load_models(
         }
         return Ok(Some(manager));
     }
+    let started = Instant::now();
     let (name, model) = match &m.model {
         Some(path) => {
             let name = match &m.model_name {
@@ -140,6 +141,13 @@ fn load_models(
     };
     loader::warm_up(model.as_ref())?;
     tracing::info!(model = %name, platform = %model.metadata().platform, "model ready");
+    inferd_core::metrics::ModelLoaded {
+        model: &name,
+        version: 1,
+        elapsed: started.elapsed(),
+        ok: true,
+    }
+    .emit();
     registry.insert(LoadedModel::new(name, 1, model));
     Ok(None)
 }
@@ -232,14 +240,12 @@ async fn run(
         default_timeout,
         ..Default::default()
     };
-    let grpc = inferd_grpc::router(
-        inferd_grpc::GrpcState::new(registry.clone(), executor.clone()),
-        &grpc_config,
-    );
     let grpc = {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let state = inferd_grpc::GrpcState::new(registry.clone(), executor.clone());
         let draining = shutdown.clone().draining();
-        tokio::spawn(async move { grpc.serve_with_incoming_shutdown(incoming, draining).await })
+        tokio::spawn(async move {
+            inferd_grpc::serve(state, &grpc_config, grpc_listener, draining).await
+        })
     };
     let metrics = {
         let app = axum::Router::new().route("/metrics", axum::routing::get(metrics_text));
