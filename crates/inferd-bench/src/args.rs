@@ -150,6 +150,11 @@ pub struct BenchArgs {
     pub quiet: bool,
 }
 
+/// The highest `--rate`: past it, due times would be closer together than a clock can tell.
+const MAX_RATE: f64 = 10_000_000.0;
+const MAX_CONCURRENCY: usize = 100_000;
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// When the measured part of the run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stop {
@@ -179,10 +184,32 @@ impl Config {
             return Err(config("--batch-size must be at least 1"));
         }
         if let Some(rate) = args.rate {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(config(
-                    "--rate must be a positive number of requests per second",
-                ));
+            if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
+                return Err(config(format!(
+                    "--rate must be a positive number of requests per second, at most {MAX_RATE}"
+                )));
+            }
+        }
+        // Bounds that keep the arithmetic and the allocations sane: a deadline past the end of
+        // time would overflow `Instant`, a billion workers would exhaust memory.
+        let limits = [
+            ("--concurrency", args.concurrency, MAX_CONCURRENCY),
+            ("--threads", args.threads, 1024),
+            ("--grpc-connections", args.grpc_connections, 1024),
+        ];
+        for (flag, value, max) in limits {
+            if value > max {
+                return Err(config(format!("{flag} must be at most {max}")));
+            }
+        }
+        let durations = [
+            ("--duration", args.duration.unwrap_or_default()),
+            ("--warmup", args.warmup),
+            ("--timeout", args.timeout),
+        ];
+        for (flag, value) in durations {
+            if value > MAX_DURATION {
+                return Err(config(format!("{flag} must be at most 30 days")));
             }
         }
         if !(0.0..=1.0).contains(&args.max_error_rate) {
@@ -255,5 +282,31 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn refuses_values_that_would_overflow_or_exhaust_memory() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let config = |extra: &[&str]| {
+            let argv = ["bench"].iter().chain(extra).copied();
+            Config::from_args(Cli::parse_from(argv).args)
+        };
+        assert!(config(&[]).is_ok());
+        for bad in [
+            &["--duration", "100000000000000000"][..],
+            &["--rate", "1e12"],
+            &["--concurrency", "1000000000"],
+            &["--warmup", "9999999999"],
+            &["--max-error-rate", "2"],
+            &["--requests", "0"],
+            &["--json-out", "/nonexistent-dir/report.json"],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?}");
+        }
     }
 }
