@@ -201,9 +201,9 @@ def render(flask, ours, seed_runs, only_runs, args, bench_name):
               "Regenerate everything with `scripts/bench-report` (add `--duration 30` for steadier numbers). "
               "It ran these (ports are free ones picked at run time):", "", "```sh",
               f"# Flask (seed), from a copy of ../shared/baseline after `python train_model.py`:",
-              " ".join(shlex.quote(c) for c in flask.cmd),
-              "# inferd:",
-              " ".join(shlex.quote(c) for c in ours.cmd)]
+              " ".join(shlex.quote(c) for c in ["python", *flask.cmd[1:]]),
+              "# inferd (target/release/inferd):",
+              " ".join(shlex.quote(c) for c in ["inferd", *ours.cmd[1:]])]
     for key in ((FLASK, 1), (FLASK, args.connections), (INFERD, 1), (INFERD, args.connections)):
         lines.append(seed_runs[key]["cmd"])
     for _, run in only_runs:
