@@ -238,7 +238,8 @@ async fn run(
         max_tensor_elements: l.max_tensor_elements,
         max_rows: l.max_rows,
         default_timeout,
-        ..Default::default()
+        // Both protocols describe one server.
+        extensions: inferd_http::v2::EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
     };
     let grpc = {
         let state = inferd_grpc::GrpcState::new(registry.clone(), executor.clone());
