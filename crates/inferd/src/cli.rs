@@ -22,6 +22,9 @@ pub enum Command {
     /// Serve models over HTTP (the seed's /predict, Open Inference Protocol, KServe V1,
     /// TF Serving) and gRPC.
     Serve(Box<ServeArgs>),
+    /// Load-test a server: the seed's /predict, V2 REST (JSON, binary), V2 gRPC or KServe V1;
+    /// closed loop (N connections) or open loop (a fixed rate).
+    Bench(Box<inferd_bench::BenchArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -241,7 +244,9 @@ mod tests {
 
     #[test]
     fn serve_has_production_defaults() {
-        let Command::Serve(args) = parse(&["serve"]).unwrap().command;
+        let Command::Serve(args) = parse(&["serve"]).unwrap().command else {
+            panic!("not serve")
+        };
         assert_eq!(args.listen.http_port, 8080);
         assert_eq!(args.listen.grpc_port, 8081);
         assert_eq!(args.listen.metrics_port, 8082);
@@ -257,9 +262,13 @@ mod tests {
 
     #[test]
     fn management_is_off_by_default_and_needs_a_token() {
-        let Command::Serve(args) = parse(&["serve"]).unwrap().command;
+        let Command::Serve(args) = parse(&["serve"]).unwrap().command else {
+            panic!("not serve")
+        };
         assert!(!args.management.management);
-        let Command::Serve(args) = parse(&["serve", "--management"]).unwrap().command;
+        let Command::Serve(args) = parse(&["serve", "--management"]).unwrap().command else {
+            panic!("not serve")
+        };
         if std::env::var_os("INFERD_MANAGEMENT_TOKEN").is_none() {
             assert!(args.validate().is_err());
         }
@@ -267,7 +276,10 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        let Command::Serve(args) = parse(&["serve", "--shutdown-grace", "-1"]).unwrap().command;
+        let Command::Serve(args) = parse(&["serve", "--shutdown-grace=-1"]).unwrap().command
+        else {
+            panic!("not serve")
+        };
         assert!(args.validate().is_err());
         assert!(parse(&["serve", "--log-format", "xml"]).is_err());
     }

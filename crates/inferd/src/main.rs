@@ -19,5 +19,6 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Serve(args) => serve::main(*args),
+        cli::Command::Bench(args) => inferd_bench::run(*args),
     }
 }

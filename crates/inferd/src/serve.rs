@@ -239,7 +239,10 @@ async fn run(
         max_rows: l.max_rows,
         default_timeout,
         // Both protocols describe one server.
-        extensions: inferd_http::v2::EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
+        extensions: inferd_http::v2::EXTENSIONS
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
     };
     let grpc = {
         let state = inferd_grpc::GrpcState::new(registry.clone(), executor.clone());
