@@ -45,7 +45,11 @@ fn loader() -> LoadFn {
             prediction_output: 0,
             probabilities_output: None,
         };
-        Ok(LoadedModel::new(req.name, req.version, Arc::new(Constant(value, meta))))
+        Ok(LoadedModel::new(
+            req.name,
+            req.version,
+            Arc::new(Constant(value, meta)),
+        ))
     })
 }
 
