@@ -46,7 +46,7 @@ pub fn load_file(path: &Path) -> Result<Arc<dyn Model>> {
         Error::model_load(format!("cannot read model file {shown}: {}", io_reason(&e)))
     })?;
     let model: Arc<dyn Model> = match ext.as_str() {
-        "onnx" => Arc::new(inferd_onnx::OnnxModel::load(&bytes)?),
+        "onnx" => load_onnx(&bytes)?,
         // Read as data by an allowlisting parser: nothing in the file is ever executed.
         "pkl" | "joblib" => inferd_sklearn::load(&bytes)?,
         "json" => Arc::new(inferd_native::load_xgboost_json(&bytes)?),
@@ -58,6 +58,41 @@ pub fn load_file(path: &Path) -> Result<Arc<dyn Model>> {
         }
     };
     Ok(model)
+}
+
+/// ONNX files go to inferd-onnx, the runtime for ONNX-ML graphs. Only when it lacks a standard
+/// (or third-party domain) operator is the graph handed to tract, which runs general neural
+/// networks; a graph inferd-onnx refuses for an ONNX-ML operator, or for anything else, is not.
+/// If tract cannot run it either, the client sees inferd-onnx's reason first.
+fn load_onnx(bytes: &[u8]) -> Result<Arc<dyn Model>> {
+    let refused = match inferd_onnx::OnnxModel::load_onnx(bytes) {
+        Ok(model) => return Ok(Arc::new(model)),
+        Err(e) => e,
+    };
+    if !lacks_standard_operator(&refused) {
+        return Err(refused.into());
+    }
+    match inferd_tract::TractModel::load_tract(bytes) {
+        Ok(model) => {
+            tracing::info!(reason = %refused, "ONNX model runs in tract");
+            Ok(Arc::new(model))
+        }
+        Err(tract) => Err(Error::model_load(format!(
+            "{refused} (tract, the runtime for general neural networks, was tried too: {tract})"
+        ))),
+    }
+}
+
+/// Whether inferd-onnx refused the graph only for an operator outside ONNX-ML that it does
+/// not implement (Conv, MaxPool, ...), which is what tract is there for.
+fn lacks_standard_operator(e: &inferd_onnx::OnnxError) -> bool {
+    match e {
+        inferd_onnx::OnnxError::Node { message, .. } => {
+            (message.starts_with("unsupported operator ") && !message.contains("ai.onnx.ml"))
+                || message.starts_with("operator domain '")
+        }
+        _ => false,
+    }
 }
 
 /// The OS's reason without the path it may carry.
@@ -111,6 +146,37 @@ mod tests {
         let model = load_builtin().unwrap();
         warm_up(model.as_ref()).unwrap();
         assert_eq!(model.metadata().row_features(), Some(4));
+    }
+
+    fn nn_fixture(case: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/nn")
+            .join(case)
+            .join("model.onnx")
+    }
+
+    #[test]
+    fn a_network_inferd_onnx_lacks_operators_for_runs_in_tract() {
+        let path = nn_fixture("digits_cnn");
+        let bytes = std::fs::read(&path).unwrap();
+        let refused = inferd_onnx::OnnxModel::load_onnx(&bytes).unwrap_err();
+        assert!(lacks_standard_operator(&refused), "{refused}");
+        let model = load_file(&path).unwrap();
+        warm_up(model.as_ref()).unwrap();
+        assert_eq!(model.metadata().inputs[0].shape, vec![-1, 1, 8, 8]);
+    }
+
+    #[test]
+    fn onnx_ml_graphs_stay_with_inferd_onnx() {
+        // Scaler (ai.onnx.ml) feeding an MLP: inferd-onnx runs it, so tract is never tried.
+        let model = load_file(&nn_fixture("digits_scaler_mlp")).unwrap();
+        warm_up(model.as_ref()).unwrap();
+        let unknown_ml = inferd_onnx::OnnxError::Node {
+            node: "n".into(),
+            op_type: "SVMClassifier".into(),
+            message: "unsupported operator SVMClassifier in domain ai.onnx.ml".into(),
+        };
+        assert!(!lacks_standard_operator(&unknown_ml));
     }
 
     #[test]
