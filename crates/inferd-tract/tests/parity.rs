@@ -224,3 +224,12 @@ fn corrupt_and_truncated_files_are_load_errors() {
         }
     }
 }
+
+#[test]
+fn an_empty_batch_answers_empty_outputs() {
+    let model = TractModel::load(&load("digits_cnn")).unwrap();
+    let empty = Tensor::new(vec![0, 1, 8, 8], TensorData::F32(vec![])).unwrap();
+    let out = model.infer(vec![NamedTensor::new("image", empty)]).unwrap();
+    assert_eq!(out[0].tensor.shape(), [0]);
+    assert_eq!(out[1].tensor.shape(), [0, 10]);
+}
