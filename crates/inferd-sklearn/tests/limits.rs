@@ -35,9 +35,7 @@ static ALLOCATOR: Counting = Counting;
 fn attempt(file: &[u8], limits: &Limits) -> (Error, usize) {
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
-    let err = load_with_limits(file, limits)
-        .err()
-        .expect("hostile file must be refused");
+    let err = load_with_limits(file, limits).expect_err("hostile file must be refused");
     (err, PEAK.load(Ordering::Relaxed).saturating_sub(base))
 }
 

@@ -196,7 +196,7 @@ impl ServeArgs {
             ("shutdown-delay", s.shutdown_delay),
             ("shutdown-grace", s.shutdown_grace),
         ] {
-            if !(value.is_finite() && value >= 0.0 && value <= 3600.0) {
+            if !(value.is_finite() && (0.0..=3600.0).contains(&value)) {
                 return Err(format!("--{name} must be between 0 and 3600 seconds"));
             }
         }
@@ -276,8 +276,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        let Command::Serve(args) = parse(&["serve", "--shutdown-grace=-1"]).unwrap().command
-        else {
+        let Command::Serve(args) = parse(&["serve", "--shutdown-grace=-1"]).unwrap().command else {
             panic!("not serve")
         };
         assert!(args.validate().is_err());
