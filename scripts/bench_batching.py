@@ -50,12 +50,16 @@ def serve(repo):
 
 def bench(url, duration):
     values = ",".join(["0.5"] * 20)
-    out = subprocess.run(
+    report = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+    subprocess.run(
         [INFERD, "bench", "--url", url, "--protocol", "v2-json", "--model", "rf", "--values", values,
          "--concurrency", "64", "--duration", f"{duration}s", "--warmup", "2s", "--threads", "1",
-         "--json-out", "-", "--quiet", "--max-error-rate", "1"],
-        capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
+         "--json-out", report, "--quiet", "--max-error-rate", "1"],
+        capture_output=True, text=True, check=True)
+    with open(report) as f:
+        result = json.load(f)
+    os.unlink(report)
+    return result
 
 
 def main():
