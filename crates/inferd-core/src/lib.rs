@@ -16,6 +16,7 @@ pub mod model;
 pub mod registry;
 pub mod repository;
 pub mod routing;
+pub mod shadow;
 pub mod tensor;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,7 +1,7 @@
 //! One loaded model version and how a request runs on it: inline, on an inference thread, or
 //! in a batch, within its deadline. Re-exported as [`crate::registry::LoadedModel`].
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::batching::Batcher;
@@ -10,6 +10,7 @@ use crate::executor::{Executor, INLINE_BUDGET_NS};
 use crate::metrics::{ModelMetrics, RejectReason};
 use crate::model::Model;
 use crate::repository::config::BatchingConfig;
+use crate::shadow::ShadowTap;
 use crate::tensor::NamedTensor;
 
 /// One version of one model, loaded and ready.
@@ -22,6 +23,8 @@ pub struct LoadedModel {
     pub model: Arc<dyn Model>,
     pub(crate) batcher: Option<Batcher>,
     metrics: ModelMetrics,
+    /// Set by the model manager when this model's config names a shadow version.
+    shadow: RwLock<Option<Arc<ShadowTap>>>,
 }
 
 /// Per-request options for [`LoadedModel::infer_with`].
@@ -51,6 +54,7 @@ impl LoadedModel {
             model,
             batcher: None,
             metrics,
+            shadow: RwLock::new(None),
         }
     }
 
@@ -103,9 +107,40 @@ impl LoadedModel {
             .await
     }
 
+    /// Copies a share of this version's requests to a shadow version (or stops, with `None`).
+    pub fn set_shadow(&self, tap: Option<Arc<ShadowTap>>) {
+        *self.shadow.write().unwrap_or_else(|p| p.into_inner()) = tap;
+    }
+
     /// [`LoadedModel::infer`] with per-request options (a deadline). Dropping the returned
     /// future (the client went away) withdraws the request: queued work for it is skipped.
     pub async fn infer_with(
+        &self,
+        executor: &Executor,
+        inputs: Vec<NamedTensor>,
+        options: InferOptions,
+    ) -> Result<Vec<NamedTensor>> {
+        // Inputs are cloned only for the sampled share; without a shadow this is one read lock.
+        let tap = self
+            .shadow
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let copy = match &tap {
+            Some(t) if t.sample() => Some(inputs.clone()),
+            _ => None,
+        };
+        let result = self.infer_primary(executor, inputs, options).await;
+        if let (Some(tap), Some(copy), Ok(outputs)) = (tap, copy, &result) {
+            let prediction = outputs
+                .get(self.model.metadata().prediction_output)
+                .cloned();
+            tap.offer(copy, prediction);
+        }
+        result
+    }
+
+    async fn infer_primary(
         &self,
         executor: &Executor,
         inputs: Vec<NamedTensor>,

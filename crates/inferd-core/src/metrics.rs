@@ -51,6 +51,7 @@ struct Metrics {
     inflight: IntGaugeVec,
     queue_depth: IntGaugeVec,
     rejections: IntCounterVec,
+    shadow: IntCounterVec,
     model_state: IntGaugeVec,
     model_load: HistogramVec,
 }
@@ -124,6 +125,11 @@ impl Metrics {
                 "inferd_rejections_total",
                 "Requests refused or dropped before inference, by reason.",
                 &["reason"],
+            ),
+            shadow: counter(
+                "inferd_shadow_requests_total",
+                "Requests copied to a shadow version, by outcome: agree, disagree, error, dropped.",
+                &["model", "shadow_version", "result"],
             ),
             model_state: gauge(
                 "inferd_model_state",
@@ -480,6 +486,30 @@ pub(crate) struct QueueSlot(IntGauge);
 impl Drop for QueueSlot {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// One request copied to a shadow version reached an outcome (`agree`, `disagree`, `error`, or
+/// `dropped` when the shadow queue was full).
+pub struct ShadowOutcome<'a> {
+    pub model: &'a str,
+    pub shadow_version: u64,
+    pub result: &'static str,
+}
+
+impl ShadowOutcome<'_> {
+    pub fn emit(self) {
+        let version = VersionLabel::new(Some(self.shadow_version));
+        METRICS
+            .shadow
+            .with_label_values(&[self.model, version.as_str(), self.result])
+            .inc();
+        tracing::debug!(
+            model = self.model,
+            shadow_version = self.shadow_version,
+            result = self.result,
+            "shadow request"
+        );
     }
 }
 

@@ -78,7 +78,7 @@ fn splitmix(mut z: u64) -> u64 {
 
 /// A per-thread splitmix64 stream seeded from the process's random hasher state: cheap,
 /// lock-free, and good enough for splitting traffic (not for anything secret).
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
             use std::hash::{BuildHasher, Hasher};

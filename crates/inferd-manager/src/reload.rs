@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use inferd_core::registry::{LoadedModel, ModelVersions, Registry, Snapshot};
 use inferd_core::repository::{self, ModelConfig};
 use inferd_core::routing::TrafficSplit;
+use inferd_core::shadow::ShadowTap;
 use inferd_core::{Error, Result};
 
 /// What the binary's loader is asked to load: it knows every runtime, and attaches batching
@@ -77,6 +78,16 @@ struct State {
     /// Versions served per model after the last sync.
     served: BTreeMap<String, Vec<u64>>,
     configs: BTreeMap<String, ModelConfig>,
+    /// Running shadow taps by model, kept across publishes so that a rescan does not restart
+    /// their workers: (shadow version's model, share, queue size, tap).
+    shadows: BTreeMap<String, ShadowEntry>,
+}
+
+struct ShadowEntry {
+    target: Arc<LoadedModel>,
+    share: f64,
+    queue: usize,
+    tap: Arc<ShadowTap>,
 }
 
 /// Owns the repository → registry sync. Cheap to clone.
@@ -248,8 +259,47 @@ impl Manager {
                 || plan.problems.iter().any(|(n, _)| n == name)
         });
         state.served = served;
+        self.attach_shadows(state);
         self.publish(state);
         Ok(report)
+    }
+
+    /// Points every served version of a model with a `[shadow]` config at a tap that copies a
+    /// share of its requests to the shadow version; clears taps where the config went away.
+    fn attach_shadows(&self, state: &mut State) {
+        let mut next = BTreeMap::new();
+        for (name, versions) in &state.served {
+            let wanted = state.configs.get(name).and_then(|c| c.shadow.clone());
+            let tap = wanted.and_then(|cfg| {
+                let Some(target) = state.loaded.get(&(name.clone(), cfg.version)).map(|e| Arc::clone(&e.model)) else {
+                    tracing::warn!(model = %name, shadow_version = cfg.version, "shadow version is not loaded; no shadow traffic");
+                    return None;
+                };
+                let entry = match state.shadows.remove(name) {
+                    Some(e) if Arc::ptr_eq(&e.target, &target) && e.share == cfg.share && e.queue == cfg.max_queue_size => e,
+                    _ => ShadowEntry {
+                        tap: ShadowTap::start(Arc::clone(&target), cfg.share, cfg.max_queue_size),
+                        target,
+                        share: cfg.share,
+                        queue: cfg.max_queue_size,
+                    },
+                };
+                let tap = Arc::clone(&entry.tap);
+                next.insert(name.clone(), entry);
+                Some((cfg.version, tap))
+            });
+            for v in versions {
+                if let Some(e) = state.loaded.get(&(name.clone(), *v)) {
+                    // The shadow version itself is never shadowed.
+                    let own = tap
+                        .as_ref()
+                        .filter(|(sv, _)| sv != v)
+                        .map(|(_, t)| Arc::clone(t));
+                    e.model.set_shadow(own);
+                }
+            }
+        }
+        state.shadows = next;
     }
 
     /// Builds and swaps in the registry snapshot for the current state.

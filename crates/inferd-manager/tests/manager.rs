@@ -325,3 +325,57 @@ async fn management_needs_the_token() {
     assert_eq!(body, r#"{"weights":{"1":3}}"#);
     assert!(format!("{:?}", Token::new(TOKEN).unwrap()).contains("redacted"));
 }
+
+fn shadow_count(model: &str, result: &str) -> u64 {
+    let needle = format!("model=\"{model}\",result=\"{result}\",shadow_version=\"2\"}} ");
+    inferd_core::metrics::render()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("inferd_shadow_requests_total{")
+                .and_then(|l| l.strip_prefix(needle.as_str()))
+        })
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn shadow_copies_requests_and_counts_disagreement_without_answering() {
+    let repo = Repo::new("shadow");
+    repo.put("sh/1/model.onnx", "1");
+    repo.put("sh/2/model.onnx", "2");
+    repo.put(
+        "sh/config.toml",
+        "version_policy = \"all\"\n[traffic]\nweights = { \"1\" = 1 }\n[shadow]\nversion = 2\nshare = 1.0\n",
+    );
+    let manager = repo.manager();
+    manager.sync().unwrap();
+    let executor = inferd_core::executor::Executor::new(1, 16);
+    for _ in 0..20 {
+        let primary = manager.registry().resolve("sh", None).unwrap();
+        assert_eq!(primary.version, 1);
+        let out = primary.infer(&executor, vec![]).await.unwrap();
+        // The caller gets the primary's answer only.
+        assert_eq!(out[0].tensor.data(), &TensorData::F32(vec![1.0]));
+    }
+    // The worker catches up off the request path; version 2 answers 2, so all disagree.
+    let mut seen = 0;
+    for _ in 0..200 {
+        seen = shadow_count("sh", "disagree");
+        if seen == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 20);
+    assert_eq!(shadow_count("sh", "agree"), 0);
+    // A rescan keeps the same worker (counts continue), and removing [shadow] stops copying.
+    manager.sync().unwrap();
+    repo.put(
+        "sh/config.toml",
+        "version_policy = \"all\"\n[traffic]\nweights = { \"1\" = 1 }\n",
+    );
+    manager.sync().unwrap();
+    let primary = manager.registry().resolve("sh", None).unwrap();
+    primary.infer(&executor, vec![]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(shadow_count("sh", "disagree"), 20);
+}
