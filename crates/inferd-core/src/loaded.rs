@@ -1,7 +1,7 @@
 //! One loaded model version and how a request runs on it: inline, on an inference thread, or
 //! in a batch, within its deadline. Re-exported as [`crate::registry::LoadedModel`].
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::batching::Batcher;
@@ -21,10 +21,11 @@ pub struct LoadedModel {
     pub name: String,
     pub version: u64,
     pub model: Arc<dyn Model>,
-    pub(crate) batcher: Option<Batcher>,
+    /// Shared with the [`LoadedModel::shadowed`] handles on this version.
+    pub(crate) batcher: Option<Arc<Batcher>>,
     metrics: ModelMetrics,
-    /// Set by the model manager when this model's config names a shadow version.
-    shadow: RwLock<Option<Arc<ShadowTap>>>,
+    /// Only on the handles that requests naming no version resolve to.
+    shadow: Option<Arc<ShadowTap>>,
 }
 
 /// Per-request options for [`LoadedModel::infer_with`].
@@ -54,7 +55,7 @@ impl LoadedModel {
             model,
             batcher: None,
             metrics,
-            shadow: RwLock::new(None),
+            shadow: None,
         }
     }
 
@@ -66,7 +67,8 @@ impl LoadedModel {
             config,
             executor,
             self.metrics.clone(),
-        );
+        )
+        .map(Arc::new);
         self
     }
 
@@ -107,9 +109,23 @@ impl LoadedModel {
             .await
     }
 
-    /// Copies a share of this version's requests to a shadow version (or stops, with `None`).
-    pub fn set_shadow(&self, tap: Option<Arc<ShadowTap>>) {
-        *self.shadow.write().unwrap_or_else(|p| p.into_inner()) = tap;
+    /// Another handle on this version (same model, batching queue and metric series) that
+    /// also offers a share of its requests to `tap`. The registry hands it out to requests that
+    /// name no version; requests that name one get the plain handle and are never shadowed.
+    pub fn shadowed(&self, tap: Arc<ShadowTap>) -> Self {
+        Self {
+            name: self.name.clone(),
+            version: self.version,
+            model: Arc::clone(&self.model),
+            batcher: self.batcher.clone(),
+            metrics: self.metrics.clone(),
+            shadow: Some(tap),
+        }
+    }
+
+    /// The shadow this handle copies requests to, if any.
+    pub fn shadow(&self) -> Option<&ShadowTap> {
+        self.shadow.as_deref()
     }
 
     /// [`LoadedModel::infer`] with per-request options (a deadline). Dropping the returned
@@ -120,18 +136,15 @@ impl LoadedModel {
         inputs: Vec<NamedTensor>,
         options: InferOptions,
     ) -> Result<Vec<NamedTensor>> {
-        // Inputs are cloned only for the sampled share; without a shadow this is one read lock.
-        let tap = self
-            .shadow
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let copy = match &tap {
-            Some(t) if t.sample() => Some(inputs.clone()),
-            _ => None,
+        // Without a shadow this is one branch; inputs are cloned only for the sampled share.
+        let Some(tap) = self.shadow.as_deref().filter(|t| t.sample()) else {
+            return self.infer_primary(executor, inputs, options).await;
         };
+        let copy = inputs.clone();
         let result = self.infer_primary(executor, inputs, options).await;
-        if let (Some(tap), Some(copy), Ok(outputs)) = (tap, copy, &result) {
+        // Offered only once the primary has answered, and never awaited: the caller's answer
+        // does not wait for the shadow.
+        if let Ok(outputs) = &result {
             let prediction = outputs
                 .get(self.model.metadata().prediction_output)
                 .cloned();

@@ -489,12 +489,34 @@ impl Drop for QueueSlot {
     }
 }
 
-/// One request copied to a shadow version reached an outcome (`agree`, `disagree`, `error`, or
-/// `dropped` when the shadow queue was full).
+/// What became of one request copied to a shadow version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowResult {
+    /// The shadow's prediction matched the primary's.
+    Agree,
+    Disagree,
+    /// The shadow failed (or answered without a prediction).
+    Error,
+    /// The shadow queue was full; the copy never ran.
+    Dropped,
+}
+
+impl ShadowResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShadowResult::Agree => "agree",
+            ShadowResult::Disagree => "disagree",
+            ShadowResult::Error => "error",
+            ShadowResult::Dropped => "dropped",
+        }
+    }
+}
+
+/// One request copied to a shadow version reached an outcome.
 pub struct ShadowOutcome<'a> {
     pub model: &'a str,
     pub shadow_version: u64,
-    pub result: &'static str,
+    pub result: ShadowResult,
 }
 
 impl ShadowOutcome<'_> {
@@ -502,15 +524,26 @@ impl ShadowOutcome<'_> {
         let version = VersionLabel::new(Some(self.shadow_version));
         METRICS
             .shadow
-            .with_label_values(&[self.model, version.as_str(), self.result])
+            .with_label_values(&[self.model, version.as_str(), self.result.as_str()])
             .inc();
+        // Per request, so debug: a shadow failing on every request must not flood the log.
         tracing::debug!(
             model = self.model,
             shadow_version = self.shadow_version,
-            result = self.result,
+            result = self.result.as_str(),
             "shadow request"
         );
     }
+}
+
+/// The shadow counter's current value, for tests.
+#[cfg(test)]
+pub(crate) fn shadow_count(model: &str, shadow_version: u64, result: ShadowResult) -> u64 {
+    let version = VersionLabel::new(Some(shadow_version));
+    METRICS
+        .shadow
+        .with_label_values(&[model, version.as_str(), result.as_str()])
+        .get()
 }
 
 #[cfg(test)]

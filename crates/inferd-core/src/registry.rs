@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
 use crate::routing::TrafficSplit;
+use crate::shadow::ShadowTap;
 
 pub use crate::loaded::{InferOptions, LoadedModel};
 
@@ -21,6 +22,26 @@ pub struct ModelVersions {
     pub split: Option<Arc<TrafficSplit>>,
     /// Names for versions (TF Serving's labels: `stable` → 1).
     pub labels: BTreeMap<String, u64>,
+    /// Handles on `versions` that also copy a share of requests to a shadow version, for
+    /// requests that name no version; empty without a shadow. Set with
+    /// [`ModelVersions::set_shadow`].
+    pub shadowed: BTreeMap<u64, Arc<LoadedModel>>,
+}
+
+impl ModelVersions {
+    /// Copies a share of the requests that name no version to `tap`'s version (every served
+    /// version but the shadow itself gets a tapped handle), or stops with `None`. Call it after
+    /// `versions` is filled.
+    pub fn set_shadow(&mut self, tap: Option<Arc<ShadowTap>>) {
+        self.shadowed.clear();
+        let Some(tap) = tap else { return };
+        for (v, loaded) in &self.versions {
+            if *v != tap.shadow_version() {
+                let handle = loaded.shadowed(Arc::clone(&tap));
+                self.shadowed.insert(*v, Arc::new(handle));
+            }
+        }
+    }
 }
 
 /// An immutable view of every served model.
@@ -125,10 +146,21 @@ impl Registry {
             .models
             .get(name)
             .ok_or_else(|| Error::not_found(format!("unknown model '{}'", printable(name))))?;
-        let found = match (version, &versions.split) {
-            (Some(v), _) => versions.versions.get(&v),
-            (None, Some(split)) => versions.versions.get(&split.pick(key)),
-            (None, None) => versions.versions.values().next_back(),
+        let found = match version {
+            Some(v) => versions.versions.get(&v),
+            None => {
+                let picked = match &versions.split {
+                    Some(split) => Some(split.pick(key)),
+                    None => versions.versions.keys().next_back().copied(),
+                };
+                // Only requests that leave the choice to the server are shadowed.
+                picked.and_then(|v| {
+                    versions
+                        .shadowed
+                        .get(&v)
+                        .or_else(|| versions.versions.get(&v))
+                })
+            }
         };
         found.cloned().ok_or_else(|| match version {
             Some(v) => Error::not_found(format!("model '{name}' has no version {v}")),

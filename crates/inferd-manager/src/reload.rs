@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use inferd_core::executor::Executor;
 use inferd_core::registry::{LoadedModel, ModelVersions, Registry, Snapshot};
 use inferd_core::repository::{self, ModelConfig};
 use inferd_core::routing::TrafficSplit;
@@ -78,9 +79,11 @@ struct State {
     /// Versions served per model after the last sync.
     served: BTreeMap<String, Vec<u64>>,
     configs: BTreeMap<String, ModelConfig>,
-    /// Running shadow taps by model, kept across publishes so that a rescan does not restart
-    /// their workers: (shadow version's model, share, queue size, tap).
+    /// Running shadow taps by model, kept across syncs so that a rescan does not restart
+    /// their workers.
     shadows: BTreeMap<String, ShadowEntry>,
+    /// Models whose shadow version is not served (already warned about).
+    shadow_missing: BTreeSet<(String, u64)>,
 }
 
 struct ShadowEntry {
@@ -101,6 +104,7 @@ struct Inner {
     registry: Registry,
     load: LoadFn,
     state: Mutex<State>,
+    executor: OnceLock<Executor>,
 }
 
 impl Manager {
@@ -111,8 +115,19 @@ impl Manager {
                 registry,
                 load,
                 state: Mutex::new(State::default()),
+                executor: OnceLock::new(),
             }),
         }
+    }
+
+    /// The executor that shadow versions run on (the server's, so that shadow work is counted
+    /// against the same threads). Set it before the first sync; without it the manager starts
+    /// a one-thread executor of its own when a shadow is first configured.
+    pub fn with_executor(self, executor: Executor) -> Self {
+        if self.inner.executor.set(executor).is_err() {
+            tracing::warn!("the manager's executor was already chosen; keeping it");
+        }
+        self
     }
 
     pub fn registry(&self) -> &Registry {
@@ -264,42 +279,65 @@ impl Manager {
         Ok(report)
     }
 
-    /// Points every served version of a model with a `[shadow]` config at a tap that copies a
-    /// share of its requests to the shadow version; clears taps where the config went away.
+    /// Keeps one shadow tap per model whose config has a `[shadow]` table and whose shadow
+    /// version is served; a tap whose target, share and queue size are unchanged survives the
+    /// rescan (its worker and queue with it), the others are replaced or dropped.
     fn attach_shadows(&self, state: &mut State) {
         let mut next = BTreeMap::new();
-        for (name, versions) in &state.served {
-            let wanted = state.configs.get(name).and_then(|c| c.shadow.clone());
-            let tap = wanted.and_then(|cfg| {
-                let Some(target) = state.loaded.get(&(name.clone(), cfg.version)).map(|e| Arc::clone(&e.model)) else {
-                    tracing::warn!(model = %name, shadow_version = cfg.version, "shadow version is not loaded; no shadow traffic");
-                    return None;
-                };
-                let entry = match state.shadows.remove(name) {
-                    Some(e) if Arc::ptr_eq(&e.target, &target) && e.share == cfg.share && e.queue == cfg.max_queue_size => e,
-                    _ => ShadowEntry {
-                        tap: ShadowTap::start(Arc::clone(&target), cfg.share, cfg.max_queue_size),
-                        target,
-                        share: cfg.share,
-                        queue: cfg.max_queue_size,
-                    },
-                };
-                let tap = Arc::clone(&entry.tap);
-                next.insert(name.clone(), entry);
-                Some((cfg.version, tap))
-            });
-            for v in versions {
-                if let Some(e) = state.loaded.get(&(name.clone(), *v)) {
-                    // The shadow version itself is never shadowed.
-                    let own = tap
-                        .as_ref()
-                        .filter(|(sv, _)| sv != v)
-                        .map(|(_, t)| Arc::clone(t));
-                    e.model.set_shadow(own);
+        let mut missing = BTreeSet::new();
+        for name in state.served.keys() {
+            let Some(cfg) = state.configs.get(name).and_then(|c| c.shadow.as_ref()) else {
+                continue;
+            };
+            let key = (name.clone(), cfg.version);
+            let target = state
+                .served
+                .get(name)
+                .filter(|vs| vs.contains(&cfg.version))
+                .and_then(|_| state.loaded.get(&key))
+                .map(|e| Arc::clone(&e.model));
+            let Some(target) = target else {
+                // Once per outage, not on every poll.
+                if !state.shadow_missing.contains(&key) {
+                    tracing::warn!(
+                        model = %name,
+                        shadow_version = cfg.version,
+                        "the shadow version is not served; no shadow traffic"
+                    );
                 }
-            }
+                missing.insert(key);
+                continue;
+            };
+            let entry = match state.shadows.remove(name) {
+                Some(e)
+                    if Arc::ptr_eq(&e.target, &target)
+                        && e.share == cfg.share
+                        && e.queue == cfg.max_queue_size =>
+                {
+                    e
+                }
+                _ => ShadowEntry {
+                    tap: ShadowTap::start(
+                        Arc::clone(&target),
+                        self.executor().clone(),
+                        cfg.share,
+                        cfg.max_queue_size,
+                    ),
+                    target,
+                    share: cfg.share,
+                    queue: cfg.max_queue_size,
+                },
+            };
+            next.insert(name.clone(), entry);
         }
         state.shadows = next;
+        state.shadow_missing = missing;
+    }
+
+    /// The executor shadow versions run on: the server's, or a small one of the manager's own
+    /// when none was given.
+    fn executor(&self) -> &Executor {
+        self.inner.executor.get_or_init(|| Executor::new(1, 64))
     }
 
     /// Builds and swaps in the registry snapshot for the current state.
@@ -334,6 +372,7 @@ impl Manager {
                 let d = config.default_version.unwrap_or_default();
                 entry.split = TrafficSplit::new(&[(d, 1)], versions, None).map(Arc::new);
             }
+            entry.set_shadow(state.shadows.get(name).map(|e| Arc::clone(&e.tap)));
             snapshot.models.insert(name.clone(), entry);
         }
         snapshot.default_model = match &self.inner.config.default_model {

@@ -89,17 +89,17 @@ fn load_models(
             poll_interval: Duration::from_secs_f64(m.repository_poll_interval),
             default_model: m.default_model.clone(),
         };
-        let executor = executor.clone();
+        let batching_executor = executor.clone();
         let load: LoadFn = Arc::new(move |request: &LoadRequest<'_>| {
             let model = loader::load_file(request.file)?;
             loader::warm_up(model.as_ref())?;
             let loaded = LoadedModel::new(request.name, request.version, model);
             Ok(match &request.config.batching {
-                Some(batching) => loaded.with_batching(batching, &executor),
+                Some(batching) => loaded.with_batching(batching, &batching_executor),
                 None => loaded,
             })
         });
-        let manager = Manager::new(config, registry.clone(), load);
+        let manager = Manager::new(config, registry.clone(), load).with_executor(executor.clone());
         let report = manager.sync()?;
         // At start-up every model must load: a server that silently serves half its models
         // is worse than one that refuses to start. (Later failures keep the old version.)
