@@ -64,6 +64,20 @@ impl DataType {
         })
     }
 
+    /// The [`TensorData`] variant this type is held in: narrow integers and half floats are
+    /// widened on the way in, as [`TensorData`] explains.
+    pub const fn core_type(self) -> DataType {
+        use DataType::*;
+        match self {
+            Bool => Bool,
+            U8 | U16 | I8 | I16 | I32 => I32,
+            U32 | U64 | I64 => I64,
+            F16 | BF16 | F32 => F32,
+            F64 => F64,
+            Bytes => Bytes,
+        }
+    }
+
     /// Bytes per element on the wire; `None` for variable-length BYTES.
     pub const fn size(self) -> Option<usize> {
         use DataType::*;
@@ -188,6 +202,56 @@ impl Tensor {
             }
         })
     }
+}
+
+/// Converts `data` to the core type of `target` where that loses nothing a client would expect
+/// to keep: any number to a float, integers between integer widths (range-checked). Floats are
+/// not truncated into integers, and booleans and strings convert to nothing. Every front end
+/// fits request tensors to a model's declared inputs with this one rule. `what` names the
+/// tensor in error messages.
+pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorData> {
+    let target = target.core_type();
+    if data.datatype() == target {
+        return Ok(data);
+    }
+    Ok(match (data, target) {
+        (TensorData::F64(v), DataType::F32) => {
+            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
+        }
+        (TensorData::I64(v), DataType::F32) => {
+            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
+        }
+        (TensorData::I32(v), DataType::F32) => {
+            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
+        }
+        (TensorData::F32(v), DataType::F64) => {
+            TensorData::F64(v.into_iter().map(f64::from).collect())
+        }
+        (TensorData::I64(v), DataType::F64) => {
+            TensorData::F64(v.into_iter().map(|x| x as f64).collect())
+        }
+        (TensorData::I32(v), DataType::F64) => {
+            TensorData::F64(v.into_iter().map(f64::from).collect())
+        }
+        (TensorData::I32(v), DataType::I64) => {
+            TensorData::I64(v.into_iter().map(i64::from).collect())
+        }
+        (TensorData::I64(v), DataType::I32) => TensorData::I32(
+            v.into_iter()
+                .map(i32::try_from)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| {
+                    Error::bad_request(format!("{what} has a value out of range for INT32"))
+                })?,
+        ),
+        (data, target) => {
+            return Err(Error::bad_request(format!(
+                "{what} must be {}, got {}",
+                target.as_str(),
+                data.datatype().as_str()
+            )))
+        }
+    })
 }
 
 /// Product of the dimensions, refusing overflow: shapes come from requests.

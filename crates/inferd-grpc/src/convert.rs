@@ -8,7 +8,7 @@
 //! length and its bytes.
 
 use bytes::Bytes;
-use inferd_core::tensor::element_count;
+use inferd_core::tensor::{coerce, element_count};
 use inferd_core::{DataType, Error, Tensor, TensorData, TensorSpec};
 
 use crate::limits;
@@ -19,19 +19,6 @@ use crate::status::printable;
 use crate::GrpcConfig;
 
 type Result<T> = std::result::Result<T, Error>;
-
-/// The core type a declared datatype is computed in (narrow types widen, see `TensorData`).
-pub fn core_type(datatype: DataType) -> DataType {
-    use DataType::*;
-    match datatype {
-        Bool => Bool,
-        U8 | U16 | I8 | I16 | I32 => I32,
-        U32 | U64 | I64 => I64,
-        F16 | BF16 | F32 => F32,
-        F64 => F64,
-        Bytes => Bytes,
-    }
-}
 
 /// Decodes one input tensor (`raw`: its entry in `raw_input_contents`, if the request used
 /// them) and fits it to the model's declaration `spec`. Shape, limits and sizes are checked
@@ -320,58 +307,13 @@ fn out_of_range(what: &str, datatype: &str) -> Error {
     Error::bad_request(format!("{what} has a value out of range for {datatype}"))
 }
 
-/// Converts `data` to the core type of `target` where that loses nothing a client would expect
-/// to keep: any number to a float, integers between integer widths (range-checked). Floats are
-/// not truncated into integers, and booleans and strings convert to nothing.
-pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorData> {
-    let target = core_type(target);
-    if data.datatype() == target {
-        return Ok(data);
-    }
-    Ok(match (data, target) {
-        (TensorData::F64(v), DataType::F32) => {
-            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
-        }
-        (TensorData::I64(v), DataType::F32) => {
-            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
-        }
-        (TensorData::I32(v), DataType::F32) => {
-            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
-        }
-        (TensorData::F32(v), DataType::F64) => {
-            TensorData::F64(v.into_iter().map(f64::from).collect())
-        }
-        (TensorData::I64(v), DataType::F64) => {
-            TensorData::F64(v.into_iter().map(|x| x as f64).collect())
-        }
-        (TensorData::I32(v), DataType::F64) => {
-            TensorData::F64(v.into_iter().map(f64::from).collect())
-        }
-        (TensorData::I32(v), DataType::I64) => {
-            TensorData::I64(v.into_iter().map(i64::from).collect())
-        }
-        (TensorData::I64(v), DataType::I32) => TensorData::I32(
-            v.into_iter()
-                .map(|x| i32::try_from(x).map_err(|_| out_of_range(what, "INT32")))
-                .collect::<Result<_>>()?,
-        ),
-        (data, target) => {
-            return Err(Error::bad_request(format!(
-                "{what} must be {}, got {}",
-                target.as_str(),
-                data.datatype().as_str()
-            )))
-        }
-    })
-}
-
 /// The datatype an output is reported as: the declared one when the data is in its core type
 /// (so a model declaring UINT8 answers UINT8), else the data's own. Half floats only travel
 /// raw, so typed answers give them as FP32.
 pub fn output_datatype(spec: Option<&TensorSpec>, data: &TensorData, raw: bool) -> DataType {
     let declared = spec
         .map(|s| s.datatype)
-        .filter(|&d| core_type(d) == data.datatype());
+        .filter(|&d| d.core_type() == data.datatype());
     match declared.unwrap_or(data.datatype()) {
         DataType::F16 | DataType::BF16 if !raw => DataType::F32,
         datatype => datatype,

@@ -7,71 +7,12 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use inferd_core::registry::{InferOptions, LoadedModel};
-use inferd_core::{DataType, Error, NamedTensor, Tensor, TensorData};
+use inferd_core::tensor::coerce;
+use inferd_core::{Error, NamedTensor, Tensor, TensorData};
 
 use crate::error::ApiError;
 use crate::limits;
 use crate::AppState;
-
-/// The core type a declared datatype is computed in (narrow types widen, see `TensorData`).
-pub fn core_type(datatype: DataType) -> DataType {
-    use DataType::*;
-    match datatype {
-        Bool => Bool,
-        U8 | U16 | I8 | I16 | I32 => I32,
-        U32 | U64 | I64 => I64,
-        F16 | BF16 | F32 => F32,
-        F64 => F64,
-        Bytes => Bytes,
-    }
-}
-
-/// Converts `data` to the core type of `target` where that loses nothing a client would expect
-/// to keep: any number to a float, integers between integer widths (range-checked). Floats are
-/// not truncated into integers, and booleans and strings convert to nothing.
-pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorData, ApiError> {
-    let target = core_type(target);
-    if data.datatype() == target {
-        return Ok(data);
-    }
-    let refuse = |data: &TensorData| {
-        ApiError::bad_request(format!(
-            "{what} must be {}, got {}",
-            target.as_str(),
-            data.datatype().as_str()
-        ))
-    };
-    Ok(match (data, target) {
-        (TensorData::F64(v), DataType::F32) => {
-            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
-        }
-        (TensorData::I64(v), DataType::F32) => {
-            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
-        }
-        (TensorData::I32(v), DataType::F32) => {
-            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
-        }
-        (TensorData::F32(v), DataType::F64) => {
-            TensorData::F64(v.into_iter().map(f64::from).collect())
-        }
-        (TensorData::I64(v), DataType::F64) => {
-            TensorData::F64(v.into_iter().map(|x| x as f64).collect())
-        }
-        (TensorData::I32(v), DataType::F64) => {
-            TensorData::F64(v.into_iter().map(f64::from).collect())
-        }
-        (TensorData::I32(v), DataType::I64) => {
-            TensorData::I64(v.into_iter().map(i64::from).collect())
-        }
-        (TensorData::I64(v), DataType::I32) => {
-            let narrowed: Result<Vec<i32>, _> = v.iter().map(|&x| i32::try_from(x)).collect();
-            TensorData::I32(narrowed.map_err(|_| {
-                ApiError::bad_request(format!("{what} has a value out of range for INT32"))
-            })?)
-        }
-        (data, _) => return Err(refuse(&data)),
-    })
-}
 
 /// Builds the input of a model that takes rows of features, from a parsed flat (`[n]`, one row)
 /// or nested (`[rows, n]`) array: what `/predict`, KServe V1 and TF Serving `instances` send.
@@ -234,6 +175,7 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use inferd_core::DataType;
 
     #[test]
     fn nested_writing_follows_the_shape() {

@@ -578,7 +578,7 @@ fn tensor_for(
     if let Some(&rows) = shape.first() {
         limits::check_rows(rows, &state.config)?;
     }
-    let data = tensors::coerce(data, spec.datatype, what)?;
+    let data = inferd_core::tensor::coerce(data, spec.datatype, what)?;
     Tensor::new(shape, data).map_err(ApiError)
 }
 

@@ -22,9 +22,9 @@ use inferd_core::{DataType, Error, NamedTensor, Tensor, TensorSpec};
 use crate::error::{json, json_response, ApiError};
 use crate::metrics::{self, Served};
 use crate::nested::{self, Sink};
-use crate::tensors::{coerce, core_type};
 use crate::{limits, tensors, AppState, HttpConfig};
 pub use binary::HEADER_LENGTH;
+use inferd_core::tensor::coerce;
 use json::{InferRequest, InputTensor, OutputEntry, Parameters};
 
 /// Extensions advertised in server metadata.
@@ -566,7 +566,7 @@ fn respond(
             .ok_or_else(|| ApiError(Error::internal("the model did not give a declared output")))?;
         let data = output.tensor.data();
         // The declared type when the data is in its core type; half floats only travel binary.
-        let mut datatype = if core_type(spec.datatype) == data.datatype() {
+        let mut datatype = if spec.datatype.core_type() == data.datatype() {
             spec.datatype
         } else {
             data.datatype()
