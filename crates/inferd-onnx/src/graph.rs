@@ -171,6 +171,12 @@ impl Graph {
             return Err(OnnxError::Unsupported("the graph has no inputs".into()));
         }
 
+        let constant_at: HashMap<usize, usize> = constants
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+
         // Build every node first, so that any unsupported operator is reported even if the
         // graph is also malformed elsewhere.
         let mut pending = Vec::with_capacity(graph.node.len());
@@ -200,15 +206,27 @@ impl Graph {
                     n.domain
                 ))
             })?;
-            let op = ops::build(n, domain, opset).map_err(|e| node_err(e.0))?;
+            let mut op = ops::build(n, domain, opset).map_err(|e| node_err(e.0))?;
             let ids_of = |names: &[String], id_of: &mut dyn FnMut(&str) -> usize| {
                 names
                     .iter()
                     .map(|s| (!s.is_empty()).then(|| id_of(s)))
                     .collect::<Vec<_>>()
             };
-            let inputs = ids_of(&n.input, &mut id_of);
+            let mut inputs = ids_of(&n.input, &mut id_of);
             let outputs = ids_of(&n.output, &mut id_of);
+            let constant_args: Vec<Option<&Tensor>> = inputs
+                .iter()
+                .map(|v| {
+                    v.and_then(|id| constant_at.get(&id))
+                        .map(|&i| &constants[i].1)
+                })
+                .collect();
+            for released in op.prepare(&constant_args).map_err(|e| node_err(e.0))? {
+                if let Some(slot) = inputs.get_mut(released) {
+                    *slot = None;
+                }
+            }
             pending.push(Node {
                 name,
                 op_type: n.op_type.clone(),
@@ -276,6 +294,14 @@ impl Graph {
         if outputs.is_empty() {
             return Err(OnnxError::Unsupported("the graph has no outputs".into()));
         }
+        // A constant that no node reads any more (its operator keeps a packed copy) or never
+        // read is not kept: a layer's weights are held once.
+        let read: std::collections::HashSet<usize> = nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().flatten().copied())
+            .chain(outputs.iter().map(|p| p.value))
+            .collect();
+        constants.retain(|(id, _)| read.contains(id));
         Ok(Graph {
             nodes,
             n_values: ids.len(),

@@ -6,7 +6,8 @@
 //!
 //! Outputs are inferd tensors; ZipMap's sequence of maps is returned as the `[N, classes]`
 //! probability tensor it was built from (see `ops/encoders.rs`).
-#![forbid(unsafe_code)]
+// One module needs `unsafe` (ops/packed.rs, calling its AVX2 kernel after checking the CPU).
+#![deny(unsafe_code)]
 
 mod attrs;
 mod error;

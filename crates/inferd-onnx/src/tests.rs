@@ -215,3 +215,58 @@ fn tree_ensemble_regressor_with_branch_modes_and_missing() {
     assert_eq!(y(&[0.5, 3.0]), 22.0);
     assert_eq!(y(&[f32::NAN, f32::NAN]), 12.0);
 }
+
+#[test]
+fn dense_layer_weights_are_packed_once_and_computed_operands_still_work() {
+    let mut bytes = model(
+        vec![
+            node("MatMul", "", &["X", "W"], &["H"], vec![]),
+            // B is the request itself here, so it cannot be packed at load.
+            node(
+                "Gemm",
+                "",
+                &["X", "X"],
+                &["S"],
+                vec![AttributeProto {
+                    name: "transB".into(),
+                    r#type: attribute_type::INT,
+                    i: 1,
+                    ..Default::default()
+                }],
+            ),
+        ],
+        value("H", data_type::FLOAT, &[0, 3]),
+    );
+    let mut m = ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph = m.graph.as_mut().unwrap();
+    graph.initializer.push(TensorProto {
+        name: "W".into(),
+        dims: vec![2, 3],
+        data_type: data_type::FLOAT,
+        float_data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        ..Default::default()
+    });
+    graph.output.push(value("S", data_type::FLOAT, &[0, 0]));
+    bytes = m.encode_to_vec();
+    let model = OnnxModel::load(&bytes).unwrap();
+    // One panel of 8 columns × k = 2 rows of f64; the 24-byte initializer itself is freed.
+    assert_eq!(model.memory_bytes(), 2 * 8 * 8);
+    let batch = vec![NamedTensor::new(
+        "X",
+        Tensor::new(
+            vec![2, 2],
+            inferd_core::TensorData::F32(vec![1.0, -1.0, 0.5, 2.0]),
+        )
+        .unwrap(),
+    )];
+    let out = model.infer(batch).unwrap();
+    assert_eq!(
+        out[0].tensor.to_f32().unwrap().as_ref(),
+        &[-3.0, -3.0, -3.0, 8.5, 11.0, 13.5]
+    );
+    // X · Xᵀ, the rows' Gram matrix.
+    assert_eq!(
+        out[1].tensor.to_f32().unwrap().as_ref(),
+        &[2.0, -1.5, -1.5, 4.25]
+    );
+}

@@ -11,6 +11,7 @@ mod elementwise;
 mod encoders;
 mod linear;
 mod matmul;
+mod packed;
 mod preprocess;
 mod shape;
 mod tree_attrs;
@@ -20,6 +21,14 @@ mod trees;
 /// optional input; the result holds the node's outputs in order.
 pub trait Op: Send + Sync {
     fn run(&self, inputs: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>>;
+
+    /// Called once at load with the node's inputs that are constants (initializers), `None`
+    /// for the others, so the operator can precompute from them (pack a layer's weights).
+    /// Returns the positions of the inputs it will not read again: `run` then gets `None`
+    /// there, and the graph frees a constant that no other node reads.
+    fn prepare(&mut self, _constants: &[Option<&Tensor>]) -> OpResult<Vec<usize>> {
+        Ok(Vec::new())
+    }
 
     /// Rough nanoseconds per row, for the executor's inline-or-thread decision.
     fn cost_per_row_ns(&self) -> u64 {
