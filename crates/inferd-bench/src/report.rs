@@ -28,6 +28,11 @@ pub struct Report {
     pub ok_rps: f64,
     /// Latency of every answered request (any status), in milliseconds.
     pub latency_ms: Latency,
+    /// Latency of successful answers only.
+    pub ok_latency_ms: Latency,
+    /// Latency of error statuses the server answered (503 when shedding, 4xx), when there
+    /// were any: under overload, how fast refusals come back.
+    pub refused_latency_ms: Option<Latency>,
     /// Open loop only: how late requests left against their schedule, in milliseconds. High
     /// values mean the generator, not the server, could not keep the rate.
     pub send_lag_ms: Option<Latency>,
@@ -173,6 +178,9 @@ impl Report {
             rps: per_second(requests),
             ok_rps: per_second(tally.ok),
             latency_ms: Latency::from_micros(&tally.latency_us),
+            ok_latency_ms: Latency::from_micros(&tally.ok_latency_us),
+            refused_latency_ms: (!tally.refused_latency_us.is_empty())
+                .then(|| Latency::from_micros(&tally.refused_latency_us)),
             send_lag_ms: args.rate.map(|_| Latency::from_micros(&tally.send_lag_us)),
             interrupted: measured.interrupted,
             passed: error_rate <= args.max_error_rate,
@@ -239,6 +247,10 @@ impl Report {
             );
         };
         row("answer", l);
+        if let Some(refused) = &self.refused_latency_ms {
+            row("  ok", &self.ok_latency_ms);
+            row("  refused", refused);
+        }
         if let Some(lag) = &self.send_lag_ms {
             row("send lag", lag);
         }

@@ -59,7 +59,12 @@ fn grpc_code_name(code: tonic::Code) -> String {
 /// What a span of time recorded: latencies of answered requests, successes and errors.
 #[derive(Debug, Clone)]
 pub struct Tally {
+    /// Every answered request, whatever its status.
     pub latency_us: Histogram<u64>,
+    /// Successful answers only.
+    pub ok_latency_us: Histogram<u64>,
+    /// Error statuses the server answered (a shed 503, a 400): how fast refusals come back.
+    pub refused_latency_us: Histogram<u64>,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
     /// Open loop only: how late each request left compared with when it was due.
@@ -70,6 +75,8 @@ impl Default for Tally {
     fn default() -> Self {
         Tally {
             latency_us: new_histogram(),
+            ok_latency_us: new_histogram(),
+            refused_latency_us: new_histogram(),
             ok: 0,
             errors: BTreeMap::new(),
             send_lag_us: new_histogram(),
@@ -91,8 +98,10 @@ impl Tally {
     }
 
     fn add(&mut self, other: &Tally) {
-        // Both histograms share the same bounds, so adding cannot fail.
+        // All histograms share the same bounds, so adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.ok_latency_us.add(&other.ok_latency_us);
+        let _ = self.refused_latency_us.add(&other.refused_latency_us);
         let _ = self.send_lag_us.add(&other.send_lag_us);
         self.ok += other.ok;
         for (kind, n) in &other.errors {
@@ -102,6 +111,8 @@ impl Tally {
 
     fn clear(&mut self) {
         self.latency_us.reset();
+        self.ok_latency_us.reset();
+        self.refused_latency_us.reset();
         self.send_lag_us.reset();
         self.ok = 0;
         self.errors.clear();
@@ -127,10 +138,12 @@ impl Recorder {
             Ok(()) => {
                 tally.ok += 1;
                 tally.latency_us.saturating_record(micros(latency));
+                tally.ok_latency_us.saturating_record(micros(latency));
             }
             Err(kind) => {
                 if kind.answered() {
                     tally.latency_us.saturating_record(micros(latency));
+                    tally.refused_latency_us.saturating_record(micros(latency));
                 }
                 *tally.errors.entry(kind.key()).or_default() += 1;
             }

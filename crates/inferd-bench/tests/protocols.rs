@@ -141,6 +141,7 @@ async fn requests_mode_sends_exactly_that_many() {
     assert_eq!((r.requests, r.ok, r.errors), (300, 300, 0));
     assert_eq!(seen.requests.load(Ordering::Relaxed), 300);
     assert!(r.passed && r.rps > 0.0 && r.latency_ms.p50 > 0.0 && r.latency_ms.count == 300);
+    assert!(r.refused_latency_ms.is_none() && r.ok_latency_ms.count == 300);
     assert!(r.latency_ms.p50 <= r.latency_ms.p99 && r.latency_ms.p99 <= r.latency_ms.max);
     let r = run(&[
         "--url",
@@ -242,6 +243,11 @@ async fn errors_are_counted_by_kind_against_the_threshold() {
     assert_eq!((r.ok, r.errors), (50, 50));
     assert_eq!(r.errors_by_kind["http_503"], 50);
     assert!((r.error_rate - 0.5).abs() < 1e-9);
+    // Refusals are timed apart from successes, and both are in the overall latency.
+    let refused = r.refused_latency_ms.as_ref().expect("503s were answered");
+    assert_eq!((r.ok_latency_ms.count, refused.count), (50, 50));
+    assert_eq!(r.latency_ms.count, 100);
+    assert!(r.table().contains("  refused"));
     assert!(!r.passed);
     let r = run(&[
         "--url",
