@@ -125,8 +125,6 @@ def test_each_http_protocol(inferd, protocol, values):
 
 
 def test_grpc(inferd):
-    if "--grpc-port" not in subprocess.run([inferd_bin(), "serve", "--help"], capture_output=True, text=True).stdout:
-        pytest.skip("this inferd serve has no gRPC listener")
     _, report, _ = run_bench("--url", f"http://{inferd.grpc_url}", "--protocol", "v2-grpc", "--model", "iris",
                              "--requests", "200", "--concurrency", "8", "--grpc-connections", "2", "--warmup", "0")
     check_report(report, "v2-grpc", 200)

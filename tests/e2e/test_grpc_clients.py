@@ -34,13 +34,6 @@ INT_ROWS = np.array([[5, 4, 1, 0], [7, 3, 5, 1], [6, 3, 6, 2]])
 # --- the live server --------------------------------------------------------------------------------
 
 
-def grpc_supported() -> bool:
-    from conftest import inferd_bin
-
-    help_text = subprocess.run([inferd_bin(), "serve", "--help"], capture_output=True, text=True).stdout
-    return "--grpc-port" in help_text
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("grpc-repo")
@@ -54,8 +47,6 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    if not grpc_supported():
-        pytest.skip("this inferd binary has no --grpc-port (the gRPC front end is not wired in yet)")
     from conftest import Inferd
 
     s = Inferd(["--model-repository", str(repo)])

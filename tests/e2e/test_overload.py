@@ -26,8 +26,7 @@ OVERLOAD = 3.0
 def heavy_model(tmp_path_factory):
     """An iris MLP with two 1024-wide hidden layers, as ONNX (made here: a 4 MB file is not
     worth committing)."""
-    np = pytest.importorskip("numpy")
-    pytest.importorskip("skl2onnx")
+    import numpy as np
     from skl2onnx import to_onnx
     from sklearn.datasets import load_iris
     from sklearn.neural_network import MLPClassifier
@@ -140,11 +139,8 @@ def test_three_times_capacity_is_shed_fast_with_bounded_memory(start_inferd, hea
     assert time.perf_counter() - t < 1.0
     assert statuses.count(503) == len(shed)
 
-    # Where the metrics port exists, it agrees with what the client saw.
-    try:
-        text = requests.get(server.metrics_url + "/metrics", timeout=5).text
-    except requests.ConnectionError:
-        return
+    # The metrics port agrees with what the client saw.
+    text = requests.get(server.metrics_url + "/metrics", timeout=5).text
     queue_full = [
         float(line.split()[-1])
         for line in text.splitlines()

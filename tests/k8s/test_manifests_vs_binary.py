@@ -65,9 +65,9 @@ def post_seed(port: int) -> tuple[int, bytes]:
 def model_repo(tmp_path_factory) -> Path:
     """The seed's step 1, twice: iris/1 and iris/2 (another forest), as model.pkl, with
     dynamic batching configured for the repository case."""
-    joblib = pytest.importorskip("joblib")
-    datasets = pytest.importorskip("sklearn.datasets")
-    ensemble = pytest.importorskip("sklearn.ensemble")
+    import joblib
+    from sklearn import datasets, ensemble
+
     X, y = datasets.load_iris(return_X_y=True)
     repo = tmp_path_factory.mktemp("models")
     for version, trees in ((1, 100), (2, 50)):
@@ -217,8 +217,6 @@ def test_container_runs_as_the_manifest_says(where, objects, deployment, model_r
 
 def test_loadtest_job_args_run_against_a_server(model_repo, tmp_path):
     binary = inferd_bin()
-    if "bench" not in subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10).stdout:
-        pytest.skip("inferd has no `bench` subcommand yet; deploy/kubernetes/loadtest needs it")
     job = one(render("loadtest"), "Job", "inferd-loadtest")
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     port = free_port()
