@@ -61,6 +61,16 @@ fn pack(b: Option<&Tensor>, transposed: bool) -> OpResult<Option<Packed>> {
     Ok(Some(Packed::new(&f64s(b)?, k, n, transposed)))
 }
 
+/// Packs input 1 into `slot` when it is a constant; it is then released (not read by `run`).
+fn prepare_weights(
+    slot: &mut Option<Packed>,
+    constants: &[Option<&Tensor>],
+    transposed: bool,
+) -> OpResult<Vec<usize>> {
+    *slot = pack(constants.get(1).copied().flatten(), transposed)?;
+    Ok(slot.iter().map(|_| 1).collect())
+}
+
 /// Nanoseconds per row of a product with `weights` multiply-adds per row: about 0.1 ns each
 /// for a lone row on one core (a 1024 × 1024 layer takes about 100 µs), rounded up so that
 /// wide layers leave the I/O threads.
@@ -75,12 +85,7 @@ struct MatMul {
 
 impl Op for MatMul {
     fn prepare(&mut self, constants: &[Option<&Tensor>]) -> OpResult<Vec<usize>> {
-        self.weights = pack(constants.get(1).copied().flatten(), false)?;
-        Ok(if self.weights.is_some() {
-            vec![1]
-        } else {
-            vec![]
-        })
+        prepare_weights(&mut self.weights, constants, false)
     }
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
@@ -201,12 +206,7 @@ fn transposed(x: &[f64], rows: usize, cols: usize) -> Vec<f64> {
 
 impl Op for Gemm {
     fn prepare(&mut self, constants: &[Option<&Tensor>]) -> OpResult<Vec<usize>> {
-        self.weights = pack(constants.get(1).copied().flatten(), self.trans_b)?;
-        Ok(if self.weights.is_some() {
-            vec![1]
-        } else {
-            vec![]
-        })
+        prepare_weights(&mut self.weights, constants, self.trans_b)
     }
 
     fn run(&self, inputs: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
