@@ -3,8 +3,9 @@
 //! Each batched model version has a queue and one batching thread. The thread waits until a
 //! job is queued and an inference thread could take a batch, then gives late-comers up to
 //! `max_queue_delay` (counted from the oldest job's arrival) to fill the batch to
-//! `max_batch_size` rows, concatenates the jobs' inputs along axis 0, hands the batch to the
-//! [`Executor`]'s inference threads, and splits every output along axis 0 so each caller gets
+//! `max_batch_size` rows, concatenates the jobs' inputs along axis 0 (sharing the queue evenly
+//! when several inference threads are idle), hands the batch to the [`Executor`]'s inference
+//! threads, and splits every output along axis 0 so each caller gets
 //! exactly its own rows. Waiting for a free inference thread before forming a batch (rather than
 //! queueing many small batches) is what makes batches grow under load, as Triton's and TEI's
 //! schedulers do.
@@ -256,13 +257,17 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
+    // The queued rows are shared among the idle inference threads: one batch of everything
+    // would leave the others idle (a wide MLP on two threads, 64 clients: 1.69x the unbatched
+    // throughput with batches of 64, 2.1-2.8x with 32).
+    let idle = shared.max_running.saturating_sub(state.running).max(1);
+    let cap = shared.max_rows.min(state.queued_rows.div_ceil(idle));
     // Take jobs in order while they fit and match the first one's shapes; a job that does not
     // match waits for the next batch rather than being overtaken out of order.
     let mut batch: Vec<Job> = Vec::new();
     let mut rows = 0;
     while let Some(next) = state.jobs.front() {
-        let fits = batch.is_empty()
-            || (rows + next.rows <= shared.max_rows && same_layout(&batch[0], next));
+        let fits = batch.is_empty() || (rows + next.rows <= cap && same_layout(&batch[0], next));
         if !fits {
             break;
         }

@@ -129,6 +129,33 @@ async fn concurrent_callers_each_get_their_own_rows() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_inference_threads_share_the_queue() {
+    let model = Doubler::new(Duration::from_millis(20));
+    let executor = Executor::new(2, 64);
+    let loaded = Arc::new(
+        LoadedModel::new("doubler", 1, model.clone())
+            .with_batching(&batching(64, 30.0, 1024), &executor),
+    );
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (loaded, executor) = (Arc::clone(&loaded), executor.clone());
+            tokio::spawn(async move { loaded.infer(&executor, rows(i as f32, 1)).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let calls = model.calls();
+    assert_eq!(calls.iter().sum::<usize>(), 40);
+    // Both threads idle when the window closes: the first two batches split the queue rather
+    // than one taking all 40 rows while the other thread waits.
+    assert!(
+        calls.len() >= 2 && calls.iter().all(|&r| r <= 20),
+        "model calls by rows: {calls:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_never_exceed_max_batch_size() {
     let model = Doubler::new(Duration::from_millis(1));
