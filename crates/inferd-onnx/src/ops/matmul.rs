@@ -98,29 +98,31 @@ impl Op for MatMul {
             [m, k] => (*m, *k, false),
             s => fail!("left operand of rank {} is not supported", s.len()),
         };
-        let b = match self.weights {
-            Some(_) => None,
-            None => Some(input(inputs, 1)?),
-        };
-        let (k2, n, squeeze_n) = match (&self.weights, b.map(Tensor::shape)) {
-            (Some(w), _) => (w.k(), w.n(), false),
-            (None, Some([k])) => (*k, 1, true),
-            (None, Some([k, n])) => (*k, *n, false),
-            (None, s) => fail!(
-                "right operand of rank {} is not supported",
-                s.map_or(0, <[usize]>::len)
-            ),
-        };
-        if k != k2 {
-            fail!(
-                "left operand of shape {:?} does not multiply [{k2}, {n}]",
-                a.shape()
-            );
-        }
-        let out = match (&self.weights, b) {
-            (Some(w), _) => packed::multiply(w, &f64s(a)?, m),
-            (None, Some(b)) => gemm_f64(&f64s(a)?, &f64s(b)?, m, k, n, false, false),
-            (None, None) => fail!("input 1 is missing"),
+        let (n, squeeze_n, out) = match &self.weights {
+            Some(w) => {
+                if k != w.k() {
+                    fail!(
+                        "left operand of shape {:?} does not multiply [{}, {}]",
+                        a.shape(),
+                        w.k(),
+                        w.n()
+                    );
+                }
+                (w.n(), false, packed::multiply(w, &f64s(a)?, m))
+            }
+            None => {
+                let b = input(inputs, 1)?;
+                let (k2, n, squeeze_n) = match b.shape() {
+                    [k] => (*k, 1, true),
+                    [k, n] => (*k, *n, false),
+                    s => fail!("right operand of rank {} is not supported", s.len()),
+                };
+                if k != k2 {
+                    fail!("shapes {:?} and {:?} do not multiply", a.shape(), b.shape());
+                }
+                let out = gemm_f64(&f64s(a)?, &f64s(b)?, m, k, n, false, false);
+                (n, squeeze_n, out)
+            }
         };
         let mut shape = Vec::new();
         if !squeeze_m {
