@@ -155,3 +155,47 @@ def test_requests_in_flight_when_listeners_close_still_finish():
     assert answers == [(200, SLOW_ROWS)] * 4, answers
     assert code == 0, server.output()[-2000:]
     assert drained_in < 20.0
+
+
+def exchange(sock, body: bytes) -> bytes:
+    """Sends one kept-alive HTTP/1.1 POST /predict on `sock`; returns the response head."""
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: inferd\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return head.lower()
+
+
+def test_kept_alive_connections_are_closed_after_their_answer_during_the_delay():
+    """A load balancer that reuses upstream connections (nginx `keepalive`) must not keep using
+    a draining pod's connection until the listener closes under it: during the delay each
+    answer says `Connection: close`, and the server then closes that connection."""
+    import socket
+
+    server = DrainingInferd(3.0, 5.0)
+    body = json.dumps(GOOD).encode()
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=5)
+        head = exchange(sock, body)
+        assert head.startswith(b"http/1.1 200") and b"connection: close" not in head, head
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 2
+        while requests.get(server.url + "/v2/health/ready", timeout=1).status_code == 200:
+            assert time.monotonic() < deadline, "readiness never failed after SIGTERM"
+            time.sleep(0.01)
+        # The same connection, opened before the signal: answered, then closed by the server.
+        head = exchange(sock, body)
+        assert head.startswith(b"http/1.1 200") and b"connection: close" in head, head
+        assert sock.recv(1) == b"", "the server kept the connection open"
+        sock.close()
+        assert server.proc.wait(3.0 + 5.0 + 5.0) == 0
+    finally:
+        server.stop()

@@ -1,8 +1,9 @@
 //! Health for orchestrators: liveness (the process answers) and readiness (the registry says
 //! every model is loaded and warmed, and the server is not draining).
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Version};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::json_response;
@@ -23,4 +24,25 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         response.into_response()
     }
+}
+
+/// While the server is not ready (draining after SIGTERM, or still loading), HTTP/1 answers
+/// carry `Connection: close`. A load balancer that keeps upstream connections alive (nginx
+/// `keepalive`) would otherwise go on reusing this pod's connection after it left the
+/// endpoints, until the listener closes under it and a request in the gap gets a 502; closing
+/// each connection after its answer sends the next request to a new connection, and so to a
+/// ready pod. (HTTP/2 has no such header; its connections end with GOAWAY when draining.)
+pub async fn close_while_not_ready(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let http1 = request.version() <= Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && !state.registry.is_ready() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

@@ -124,7 +124,11 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/docs", get(openapi::docs_page))
         .fallback(error::not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            health::close_while_not_ready,
+        ))
         .layer(axum::middleware::from_fn(error::catch_panic))
         .layer(axum::middleware::from_fn(error::json_405))
         .layer(axum::middleware::from_fn(request_id::layer))

@@ -1,5 +1,5 @@
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{Request, Version};
 
 use crate::common::*;
 
@@ -17,6 +17,37 @@ async fn live_always_ready_follows_the_registry() {
     assert_eq!(send_to(state.clone(), request()).await.status, 503);
     let live = Request::get("/v2/health/live").body(Body::empty()).unwrap();
     assert_eq!(send_to(state, live).await.status, 200);
+}
+
+#[tokio::test]
+async fn connections_are_closed_after_each_answer_while_not_ready() {
+    let state = state();
+    let predict = |version| {
+        Request::post("/predict")
+            .version(version)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"inputs": [5.1, 3.5, 1.4, 0.2]}"#))
+            .unwrap()
+    };
+    let ready = send_to(state.clone(), predict(Version::HTTP_11)).await;
+    assert_eq!(ready.status, 200);
+    assert!(!ready.headers.contains_key("connection"));
+    // Draining: still answered, but the HTTP/1 connection is not kept for another request.
+    state.registry.set_ready(false);
+    let draining = send_to(state.clone(), predict(Version::HTTP_11)).await;
+    assert_eq!(draining.status, 200);
+    assert_eq!(draining.headers["connection"], "close");
+    let not_ready = Request::get("/v2/health/ready")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send_to(state.clone(), not_ready).await.headers["connection"],
+        "close"
+    );
+    // HTTP/2 forbids the header.
+    let h2 = send_to(state, predict(Version::HTTP_2)).await;
+    assert_eq!(h2.status, 200);
+    assert!(!h2.headers.contains_key("connection"));
 }
 
 #[tokio::test]
