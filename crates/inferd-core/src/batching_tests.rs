@@ -89,6 +89,20 @@ fn y(outputs: &[NamedTensor]) -> Vec<f32> {
     outputs[0].tensor.to_f32().unwrap().into_owned()
 }
 
+/// `n` concurrent callers of one row each (caller `i` sends the values `i`, `i + 1`).
+fn single_row_callers(
+    loaded: &Arc<LoadedModel>,
+    executor: &Executor,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Vec<NamedTensor>>>> {
+    (0..n)
+        .map(|i| {
+            let (loaded, executor) = (Arc::clone(loaded), executor.clone());
+            tokio::spawn(async move { loaded.infer(&executor, rows(i as f32, 1)).await })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_each_get_their_own_rows() {
     let model = Doubler::new(Duration::from_millis(2));
@@ -137,12 +151,7 @@ async fn idle_inference_threads_share_the_queue() {
         LoadedModel::new("doubler", 1, model.clone())
             .with_batching(&batching(64, 30.0, 1024), &executor),
     );
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let (loaded, executor) = (Arc::clone(&loaded), executor.clone());
-            tokio::spawn(async move { loaded.infer(&executor, rows(i as f32, 1)).await })
-        })
-        .collect();
+    let tasks = single_row_callers(&loaded, &executor, 40);
     for task in tasks {
         task.await.unwrap().unwrap();
     }
@@ -164,12 +173,7 @@ async fn batches_never_exceed_max_batch_size() {
         LoadedModel::new("doubler", 1, model.clone())
             .with_batching(&batching(4, 50.0, 1024), &executor),
     );
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let (loaded, executor) = (Arc::clone(&loaded), executor.clone());
-            tokio::spawn(async move { loaded.infer(&executor, rows(i as f32, 1)).await })
-        })
-        .collect();
+    let tasks = single_row_callers(&loaded, &executor, 20);
     for t in tasks {
         t.await.unwrap().unwrap();
     }
@@ -217,12 +221,7 @@ async fn a_full_batch_queue_sheds_at_once() {
         tokio::spawn(async move { loaded.infer(&executor, rows(0.0, 1)).await })
     };
     wait_until(|| model.started.load(Ordering::SeqCst) == 1).await;
-    let queued: Vec<_> = (0..2)
-        .map(|i| {
-            let (loaded, executor) = (Arc::clone(&loaded), executor.clone());
-            tokio::spawn(async move { loaded.infer(&executor, rows(i as f32, 1)).await })
-        })
-        .collect();
+    let queued = single_row_callers(&loaded, &executor, 2);
     wait_until(|| {
         loaded
             .batcher
