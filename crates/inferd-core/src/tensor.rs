@@ -1,4 +1,9 @@
-//! The tensor type every runtime and front end exchanges: a shape and a typed, row-major buffer.
+//! The tensor type every runtime and front end exchanges: a shape and a typed, row-major buffer,
+//! and the one set of rules for what a request's numbers may be converted into.
+
+pub mod raw;
+
+use std::fmt;
 
 use crate::error::{Error, Result};
 
@@ -76,6 +81,24 @@ impl DataType {
             F64 => F64,
             Bytes => Bytes,
         }
+    }
+
+    /// The integers an integer datatype admits once widened to its core type: its own range,
+    /// except UINT64, whose values above `i64::MAX` the core's `I64` cannot hold. `None` for
+    /// the other datatypes.
+    pub const fn int_range(self) -> Option<(i64, i64)> {
+        use DataType::*;
+        Some(match self {
+            U8 => (0, u8::MAX as i64),
+            U16 => (0, u16::MAX as i64),
+            U32 => (0, u32::MAX as i64),
+            U64 => (0, i64::MAX),
+            I8 => (i8::MIN as i64, i8::MAX as i64),
+            I16 => (i16::MIN as i64, i16::MAX as i64),
+            I32 => (i32::MIN as i64, i32::MAX as i64),
+            I64 => (i64::MIN, i64::MAX),
+            _ => return None,
+        })
     }
 
     /// Bytes per element on the wire; `None` for variable-length BYTES.
@@ -205,19 +228,28 @@ impl Tensor {
 }
 
 /// Converts `data` to the core type of `target` where that loses nothing a client would expect
-/// to keep: any number to a float, integers between integer widths (range-checked). Floats are
-/// not truncated into integers, and booleans and strings convert to nothing. Every front end
-/// fits request tensors to a model's declared inputs with this one rule. `what` names the
-/// tensor in error messages.
+/// to keep: any number to a float, integers between integer widths. Every narrowing is checked:
+/// an integer outside the target's range, or a finite FP64 beyond FP32's, is a 400 naming the
+/// value and its position, never a wrap or a silent infinity. Floats are not truncated into
+/// integers, and booleans and strings convert to nothing. Every front end fits request tensors
+/// to a model's declared inputs with this one rule. `what` names the tensor in error messages.
 pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorData> {
     let target = target.core_type();
     if data.datatype() == target {
         return Ok(data);
     }
     Ok(match (data, target) {
-        (TensorData::F64(v), DataType::F32) => {
-            TensorData::F32(v.into_iter().map(|x| x as f32).collect())
-        }
+        (TensorData::F64(v), DataType::F32) => TensorData::F32(
+            v.into_iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    f32_from_f64(x)
+                        .ok_or_else(|| Error::bad_request(format!("{what} {}", f32_unfit(x, i))))
+                })
+                .collect::<Result<_>>()?,
+        ),
+        // Integers round into floats (above 2^24 for FP32, 2^53 for FP64) as every client
+        // library rounds them, but never overflow: i64::MAX is far inside FP32's range.
         (TensorData::I64(v), DataType::F32) => {
             TensorData::F32(v.into_iter().map(|x| x as f32).collect())
         }
@@ -236,14 +268,11 @@ pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorDa
         (TensorData::I32(v), DataType::I64) => {
             TensorData::I64(v.into_iter().map(i64::from).collect())
         }
-        (TensorData::I64(v), DataType::I32) => TensorData::I32(
-            v.into_iter()
-                .map(i32::try_from)
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|_| {
-                    Error::bad_request(format!("{what} has a value out of range for INT32"))
-                })?,
-        ),
+        (TensorData::I64(v), DataType::I32) => {
+            check_ints(&v, DataType::I32, what)?;
+            // In range: checked just above.
+            TensorData::I32(v.into_iter().map(|x| x as i32).collect())
+        }
         (data, target) => {
             return Err(Error::bad_request(format!(
                 "{what} must be {}, got {}",
@@ -252,6 +281,52 @@ pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorDa
             )))
         }
     })
+}
+
+/// A request's number as FP32: rounded to the nearest FP32, as IEEE 754 rounds, except that a
+/// finite value beyond FP32's range is `None` (refused) rather than an infinity the client
+/// never sent. NaN and infinities stay what they are: binary data may carry them on purpose.
+pub fn f32_from_f64(x: f64) -> Option<f32> {
+    let y = x as f32;
+    (y.is_finite() || !x.is_finite()).then_some(y)
+}
+
+/// Checks integers given for `datatype` against [`DataType::int_range`]; the first one outside
+/// it is a 400 naming its value and position.
+pub fn check_ints<T: Copy + Into<i128>>(
+    values: &[T],
+    datatype: DataType,
+    what: &str,
+) -> Result<()> {
+    let Some((min, max)) = datatype.int_range() else {
+        return Ok(());
+    };
+    let range = i128::from(min)..=i128::from(max);
+    match values.iter().position(|&v| !range.contains(&v.into())) {
+        None => Ok(()),
+        Some(i) => Err(Error::bad_request(format!(
+            "{what} {}",
+            int_unfit(values[i].into(), i, datatype)
+        ))),
+    }
+}
+
+/// What every front end says of an integer that does not fit its datatype, after the tensor's
+/// name: `has 256 at element 3, out of range for UINT8`.
+pub fn int_unfit(value: i128, index: usize, datatype: DataType) -> String {
+    unfit(value, index, datatype)
+}
+
+/// The same for a number too large for FP32, in exponent form (`1e39`, not 40 digits).
+pub fn f32_unfit(value: f64, index: usize) -> String {
+    unfit(format_args!("{value:e}"), index, DataType::F32)
+}
+
+fn unfit(value: impl fmt::Display, index: usize, datatype: DataType) -> String {
+    format!(
+        "has {value} at element {index}, out of range for {}",
+        datatype.as_str()
+    )
 }
 
 /// Product of the dimensions, refusing overflow: shapes come from requests.
@@ -297,6 +372,85 @@ mod tests {
     fn overflowing_shape_is_refused() {
         let err = element_count(&[usize::MAX, 2]).unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::PayloadTooLarge);
+    }
+
+    fn f32s(v: Vec<f64>) -> Result<TensorData> {
+        coerce(TensorData::F64(v), DataType::F32, "input 'x'")
+    }
+
+    #[test]
+    fn fp64_beyond_fp32_is_refused_with_its_position() {
+        let err = f32s(vec![1.0, 2.0, 1e39]).unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::BadRequest);
+        assert_eq!(
+            err.message,
+            "input 'x' has 1e39 at element 2, out of range for FP32"
+        );
+        assert!(f32s(vec![-3.5e38]).is_err());
+        assert!(f32s(vec![f64::MAX]).is_err());
+        // FP32's largest value, and a double just above it that still rounds down to it.
+        let max = f64::from(f32::MAX);
+        assert_eq!(
+            f32s(vec![max, max * (1.0 + 1e-9), -max]).unwrap(),
+            TensorData::F32(vec![f32::MAX, f32::MAX, f32::MIN])
+        );
+        // Below FP32's precision a value rounds, as it always has; it does not overflow.
+        assert_eq!(f32s(vec![1e-50]).unwrap(), TensorData::F32(vec![0.0]));
+    }
+
+    #[test]
+    fn non_finite_values_are_carried_not_refused() {
+        let TensorData::F32(v) = f32s(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY]).unwrap()
+        else {
+            unreachable!()
+        };
+        assert!(v[0].is_nan() && v[1] == f32::INFINITY && v[2] == f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn integer_narrowing_is_checked_and_widening_is_not_needed() {
+        let err = coerce(
+            TensorData::I64(vec![0, 1 << 40]),
+            DataType::I32,
+            "input 'x'",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "input 'x' has 1099511627776 at element 1, out of range for INT32"
+        );
+        // Integers into floats round but cannot overflow.
+        assert_eq!(
+            coerce(
+                TensorData::I64(vec![i64::MIN, i64::MAX]),
+                DataType::F32,
+                "x"
+            )
+            .unwrap(),
+            TensorData::F32(vec![i64::MIN as f32, i64::MAX as f32])
+        );
+        assert_eq!(
+            coerce(TensorData::I32(vec![i32::MIN]), DataType::I64, "x").unwrap(),
+            TensorData::I64(vec![i32::MIN.into()])
+        );
+        assert!(coerce(TensorData::F64(vec![1.0]), DataType::I64, "x").is_err());
+        assert!(coerce(TensorData::Bool(vec![true]), DataType::F32, "x").is_err());
+    }
+
+    #[test]
+    fn integer_ranges_are_those_of_the_core_type() {
+        assert_eq!(DataType::U8.int_range(), Some((0, 255)));
+        assert_eq!(DataType::I16.int_range(), Some((-32768, 32767)));
+        assert_eq!(DataType::U64.int_range(), Some((0, i64::MAX)));
+        assert_eq!(DataType::F32.int_range(), None);
+        assert!(check_ints(&[0u32, 255], DataType::U8, "x").is_ok());
+        let err = check_ints(&[0u32, 256], DataType::U8, "input 'x'").unwrap_err();
+        assert_eq!(
+            err.message,
+            "input 'x' has 256 at element 1, out of range for UINT8"
+        );
+        assert!(check_ints(&[u64::MAX], DataType::U64, "x").is_err());
+        assert!(check_ints(&[-129i32], DataType::I8, "x").is_err());
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! Proto ↔ tensor: input tensors from typed `contents` or `raw_input_contents`, checked against
 //! the model's declared inputs; output tensors to typed contents or raw bytes.
 //!
-//! Conversion rules match the HTTP front end: narrow types widen to the core types
-//! (`TensorData`), any number converts to a float input, integers convert between widths with a
-//! range check, and nothing converts to or from BOOL or BYTES. Raw data is little-endian,
-//! row-major and unpadded; BOOL is one byte; each BYTES element is a 4-byte little-endian
-//! length and its bytes.
+//! The rules are core's, shared with the HTTP front end: narrow types widen to the core types
+//! (`TensorData`) with a range check (`check_ints`), numbers fit the declared type by `coerce`,
+//! and raw contents go through core's raw codec (`inferd_core::tensor::raw`). Only the proto's
+//! own fields are mapped here.
 
 use bytes::Bytes;
-use inferd_core::tensor::{coerce, element_count};
+use inferd_core::tensor::{check_ints, coerce, element_count, raw};
 use inferd_core::{DataType, Error, Tensor, TensorData, TensorSpec};
 
 use crate::limits;
@@ -58,7 +57,7 @@ pub fn decode_input(
                     "{what} sets contents while the request uses raw_input_contents; use one or the other"
                 )));
             }
-            decode_raw(bytes, datatype, elements, &what)?
+            raw::decode(bytes, datatype, elements, &what)?
         }
         None => decode_typed(input.contents.take(), datatype, elements, &what)?,
     };
@@ -81,84 +80,6 @@ pub fn check_shape(shape: &[usize], spec: &TensorSpec, what: &str) -> Result<()>
             spec.shape
         )))
     }
-}
-
-fn decode_raw(bytes: &[u8], datatype: DataType, elements: usize, what: &str) -> Result<TensorData> {
-    use DataType::*;
-    if let Some(size) = datatype.size() {
-        let expected = elements
-            .checked_mul(size)
-            .ok_or_else(|| Error::too_large(format!("{what} is larger than can be addressed")))?;
-        if bytes.len() != expected {
-            return Err(Error::bad_request(format!(
-                "{what} needs {expected} bytes of raw {} data ({elements} elements) but its \
-                 raw_input_contents entry has {}",
-                datatype.as_str(),
-                bytes.len()
-            )));
-        }
-    }
-    Ok(match datatype {
-        Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
-        U8 => TensorData::I32(bytes.iter().map(|&b| i32::from(b)).collect()),
-        I8 => TensorData::I32(bytes.iter().map(|&b| i32::from(b as i8)).collect()),
-        U16 => TensorData::I32(le(bytes, |b| i32::from(u16::from_le_bytes(b)))),
-        I16 => TensorData::I32(le(bytes, |b| i32::from(i16::from_le_bytes(b)))),
-        I32 => TensorData::I32(le(bytes, i32::from_le_bytes)),
-        U32 => TensorData::I64(le(bytes, |b| i64::from(u32::from_le_bytes(b)))),
-        I64 => TensorData::I64(le(bytes, i64::from_le_bytes)),
-        U64 => TensorData::I64(
-            le(bytes, u64::from_le_bytes)
-                .into_iter()
-                .map(|v| i64::try_from(v).map_err(|_| out_of_range(what, "UINT64")))
-                .collect::<Result<_>>()?,
-        ),
-        F16 => TensorData::F32(le(bytes, |b| half::f16::from_le_bytes(b).to_f32())),
-        BF16 => TensorData::F32(le(bytes, |b| half::bf16::from_le_bytes(b).to_f32())),
-        F32 => TensorData::F32(le(bytes, f32::from_le_bytes)),
-        F64 => TensorData::F64(le(bytes, f64::from_le_bytes)),
-        Bytes => TensorData::Bytes(decode_raw_bytes(bytes, elements, what)?),
-    })
-}
-
-/// Fixed-width little-endian elements; the caller has checked the length is a multiple of `N`.
-fn le<const N: usize, T>(bytes: &[u8], convert: impl Fn([u8; N]) -> T) -> Vec<T> {
-    bytes
-        .chunks_exact(N)
-        .map(|chunk| {
-            let mut array = [0u8; N];
-            array.copy_from_slice(chunk);
-            convert(array)
-        })
-        .collect()
-}
-
-fn decode_raw_bytes(mut rest: &[u8], elements: usize, what: &str) -> Result<Vec<Vec<u8>>> {
-    let malformed = || {
-        Error::bad_request(format!(
-            "{what}: raw BYTES data must be {elements} elements, each a 4-byte little-endian \
-             length followed by that many bytes"
-        ))
-    };
-    // Each element takes at least 4 bytes, so this capacity is bounded by the message size.
-    let mut out = Vec::with_capacity(elements.min(rest.len() / 4));
-    while !rest.is_empty() {
-        if out.len() == elements || rest.len() < 4 {
-            return Err(malformed());
-        }
-        let (prefix, tail) = rest.split_at(4);
-        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        if tail.len() < len {
-            return Err(malformed());
-        }
-        let (element, tail) = tail.split_at(len);
-        out.push(element.to_vec());
-        rest = tail;
-    }
-    if out.len() != elements {
-        return Err(malformed());
-    }
-    Ok(out)
 }
 
 fn decode_typed(
@@ -211,14 +132,7 @@ fn decode_typed(
         }
         I8 | I16 | I32 => {
             count(int_contents.len())?;
-            let (lo, hi) = match datatype {
-                I8 => (i32::from(i8::MIN), i32::from(i8::MAX)),
-                I16 => (i32::from(i16::MIN), i32::from(i16::MAX)),
-                _ => (i32::MIN, i32::MAX),
-            };
-            if int_contents.iter().any(|v| !(lo..=hi).contains(v)) {
-                return Err(out_of_range(what, datatype.as_str()));
-            }
+            check_ints(&int_contents, datatype, what)?;
             TensorData::I32(int_contents)
         }
         I64 => {
@@ -227,14 +141,8 @@ fn decode_typed(
         }
         U8 | U16 => {
             count(uint_contents.len())?;
-            let hi = if datatype == U8 {
-                u32::from(u8::MAX)
-            } else {
-                u32::from(u16::MAX)
-            };
-            if uint_contents.iter().any(|&v| v > hi) {
-                return Err(out_of_range(what, datatype.as_str()));
-            }
+            check_ints(&uint_contents, datatype, what)?;
+            // At most 65535: checked just above.
             TensorData::I32(uint_contents.into_iter().map(|v| v as i32).collect())
         }
         U32 => {
@@ -243,12 +151,9 @@ fn decode_typed(
         }
         U64 => {
             count(uint64_contents.len())?;
-            TensorData::I64(
-                uint64_contents
-                    .into_iter()
-                    .map(|v| i64::try_from(v).map_err(|_| out_of_range(what, "UINT64")))
-                    .collect::<Result<_>>()?,
-            )
+            check_ints(&uint64_contents, datatype, what)?;
+            // At most i64::MAX: checked just above.
+            TensorData::I64(uint64_contents.into_iter().map(|v| v as i64).collect())
         }
         F16 | BF16 => {
             return Err(Error::bad_request(format!(
@@ -301,10 +206,6 @@ fn given_fields(c: &InferTensorContents) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
     .collect()
-}
-
-fn out_of_range(what: &str, datatype: &str) -> Error {
-    Error::bad_request(format!("{what} has a value out of range for {datatype}"))
 }
 
 /// The datatype an output is reported as: the declared one when the data is in its core type
@@ -385,56 +286,9 @@ fn encode_typed(datatype: DataType, data: TensorData) -> Result<InferTensorConte
 }
 
 fn encode_raw(datatype: DataType, data: &TensorData) -> Result<Bytes> {
-    use DataType as D;
-    fn put<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(v.len() * N);
-        for &x in v {
-            out.extend_from_slice(&f(x));
-        }
-        out
-    }
-    let bytes = match (datatype, data) {
-        (D::Bool, TensorData::Bool(v)) => v.iter().map(|&b| u8::from(b)).collect(),
-        (D::U8, TensorData::I32(v)) => narrow::<u8>(v.iter().map(|&x| i64::from(x)), datatype)?,
-        (D::I8, TensorData::I32(v)) => put(
-            &narrow::<i8>(v.iter().map(|&x| i64::from(x)), datatype)?,
-            i8::to_le_bytes,
-        ),
-        (D::U16, TensorData::I32(v)) => put(
-            &narrow::<u16>(v.iter().map(|&x| i64::from(x)), datatype)?,
-            u16::to_le_bytes,
-        ),
-        (D::I16, TensorData::I32(v)) => put(
-            &narrow::<i16>(v.iter().map(|&x| i64::from(x)), datatype)?,
-            i16::to_le_bytes,
-        ),
-        (D::I32, TensorData::I32(v)) => put(v, i32::to_le_bytes),
-        (D::U32, TensorData::I64(v)) => put(
-            &narrow::<u32>(v.iter().copied(), datatype)?,
-            u32::to_le_bytes,
-        ),
-        (D::I64, TensorData::I64(v)) => put(v, i64::to_le_bytes),
-        (D::U64, TensorData::I64(v)) => put(
-            &narrow::<u64>(v.iter().copied(), datatype)?,
-            u64::to_le_bytes,
-        ),
-        (D::F16, TensorData::F32(v)) => put(v, |x| half::f16::from_f32(x).to_le_bytes()),
-        (D::BF16, TensorData::F32(v)) => put(v, |x| half::bf16::from_f32(x).to_le_bytes()),
-        (D::F32, TensorData::F32(v)) => put(v, f32::to_le_bytes),
-        (D::F64, TensorData::F64(v)) => put(v, f64::to_le_bytes),
-        (D::Bytes, TensorData::Bytes(v)) => {
-            let mut out = Vec::with_capacity(v.iter().map(|b| b.len() + 4).sum());
-            for element in v {
-                let len = u32::try_from(element.len())
-                    .map_err(|_| Error::internal("the model gave a BYTES element over 4 GiB"))?;
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(element);
-            }
-            out
-        }
-        (datatype, data) => return Err(mismatch(datatype, data)),
-    };
-    Ok(Bytes::from(bytes))
+    let mut out = Vec::new();
+    raw::encode(&mut out, data, datatype)?;
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]

@@ -531,7 +531,7 @@ async fn bad_requests_are_invalid_argument() {
         }],
     );
     raw_short.raw_input_contents = vec![vec![0u8; 40].into()];
-    check(raw_short, "needs 48 bytes").await;
+    check(raw_short, "need 48 bytes").await;
 
     let mut both = request("classifier", vec![features(&ROWS)]);
     both.raw_input_contents = vec![vec![0u8; 48].into()];

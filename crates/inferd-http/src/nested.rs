@@ -7,22 +7,17 @@
 
 use std::fmt;
 
-use inferd_core::{DataType, TensorData};
+use inferd_core::{tensor, DataType, TensorData};
 use serde::de::{self, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 
-/// Where parsed elements go, typed by the tensor's datatype. Narrow integer types are
-/// range-checked against their own type and kept as `i64` until [`Sink::into_data`] widens them
-/// to the core type.
+/// Where parsed elements go, typed by the tensor's datatype. Integer types are range-checked
+/// against their own type as they are parsed ([`DataType::int_range`], core's one rule) and kept
+/// as `i64` until [`Sink::into_data`] widens them to the core type.
 #[derive(Debug)]
 pub enum Sink {
     F32(Vec<f32>),
     F64(Vec<f64>),
-    Int {
-        data: Vec<i64>,
-        min: i128,
-        max: i128,
-        datatype: DataType,
-    },
+    Int { data: Vec<i64>, datatype: DataType },
     Bool(Vec<bool>),
     Bytes(Vec<Vec<u8>>),
 }
@@ -32,26 +27,15 @@ impl Sink {
     /// against the element cap by the caller).
     pub fn for_datatype(datatype: DataType, capacity: usize) -> Result<Self, String> {
         use DataType::*;
-        let int = |min: i128, max: i128| Sink::Int {
-            data: Vec::with_capacity(capacity),
-            min,
-            max,
-            datatype,
-        };
         Ok(match datatype {
             F32 => Sink::F32(Vec::with_capacity(capacity)),
             F64 => Sink::F64(Vec::with_capacity(capacity)),
             Bool => Sink::Bool(Vec::with_capacity(capacity)),
             Bytes => Sink::Bytes(Vec::with_capacity(capacity)),
-            I8 => int(i8::MIN.into(), i8::MAX.into()),
-            I16 => int(i16::MIN.into(), i16::MAX.into()),
-            I32 => int(i32::MIN.into(), i32::MAX.into()),
-            I64 => int(i64::MIN.into(), i64::MAX.into()),
-            U8 => int(0, u8::MAX.into()),
-            U16 => int(0, u16::MAX.into()),
-            U32 => int(0, u32::MAX.into()),
-            // The core computes in i64; larger UINT64 values cannot be represented.
-            U64 => int(0, i64::MAX.into()),
+            I8 | I16 | I32 | I64 | U8 | U16 | U32 | U64 => Sink::Int {
+                data: Vec::with_capacity(capacity),
+                datatype,
+            },
             F16 | BF16 => {
                 return Err(format!(
                     "{} data travels only in binary form (parameters.binary_data_size)",
@@ -100,21 +84,23 @@ impl Sink {
     }
 
     fn push_int(&mut self, v: i128) -> Result<(), String> {
+        let index = self.len();
         match self {
+            // JSON integers are at most 20 digits: far inside FP32's range, rounded like any
+            // other number.
             Sink::F32(d) => push_f32(d, v as f64),
             Sink::F64(d) => {
                 d.push(v as f64);
                 Ok(())
             }
-            Sink::Int {
-                data,
-                min,
-                max,
-                datatype,
-            } => {
-                if v < *min || v > *max {
-                    return Err(format!("has {v}, out of range for {}", datatype.as_str()));
+            Sink::Int { data, datatype } => {
+                let fits = datatype
+                    .int_range()
+                    .is_some_and(|(min, max)| (i128::from(min)..=i128::from(max)).contains(&v));
+                if !fits {
+                    return Err(tensor::int_unfit(v, index, *datatype));
                 }
+                // In range of i64: every integer datatype's range is.
                 data.push(v as i64);
                 Ok(())
             }
@@ -159,12 +145,9 @@ impl Sink {
     }
 }
 
-/// Numbers beyond FP32's range would silently become infinities; refuse them instead.
+/// Numbers beyond FP32's range are refused by core's one rule rather than made infinite.
 fn push_f32(d: &mut Vec<f32>, v: f64) -> Result<(), String> {
-    let x = v as f32;
-    if !x.is_finite() {
-        return Err(format!("has {v}, out of range for FP32"));
-    }
+    let x = tensor::f32_from_f64(v).ok_or_else(|| tensor::f32_unfit(v, d.len()))?;
     d.push(x);
     Ok(())
 }
@@ -431,6 +414,20 @@ mod tests {
             let err = f32s(json).unwrap_err();
             assert!(err.contains(needle), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_are_named_with_their_position() {
+        assert_eq!(
+            f32s("[[1, 2], [3, -1e39]]").unwrap_err(),
+            "inputs has -1e39 at element 3, out of range for FP32"
+        );
+        let sink = Sink::for_datatype(DataType::U8, 0).unwrap();
+        let (message, _) = parse("[0, 256]", sink, "input 'x' data", 100, 8).unwrap_err();
+        assert_eq!(
+            message,
+            "input 'x' data has 256 at element 1, out of range for UINT8"
+        );
     }
 
     #[test]

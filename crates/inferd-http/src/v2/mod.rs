@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use inferd_core::registry::LoadedModel;
-use inferd_core::tensor::element_count;
+use inferd_core::tensor::{element_count, raw};
 use inferd_core::{DataType, Error, NamedTensor, Tensor, TensorSpec};
 
 use crate::error::{json, json_response, ApiError};
@@ -411,7 +411,7 @@ fn build_tensor(
             )))
         }
         (None, None) => return Err(ApiError::bad_request(format!("{what} has no data"))),
-        (Some(size), None) => binary::decode(blobs.take(size, what)?, datatype, elements, what)?,
+        (Some(size), None) => raw::decode(blobs.take(size, what)?, datatype, elements, what)?,
         (None, Some(raw)) => {
             let sink = Sink::for_datatype(datatype, elements)
                 .map_err(|m| ApiError::bad_request(format!("{what}: {m}")))?;
@@ -573,7 +573,7 @@ fn respond(
         };
         let binary_size = if r.binary {
             let start = blobs.len();
-            binary::encode(&mut blobs, data, datatype);
+            raw::encode(&mut blobs, data, datatype)?;
             Some(blobs.len() - start)
         } else {
             if matches!(datatype, DataType::F16 | DataType::BF16) {
