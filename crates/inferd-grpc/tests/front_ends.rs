@@ -1,18 +1,19 @@
 //! The same requests through every front end, answers compared: HTTP V2 JSON, HTTP V2 binary,
-//! gRPC typed contents and gRPC raw contents, against one registry. Number conversion is a rule
-//! of core's; a front end that answered differently would have grown its own.
+//! gRPC typed contents and gRPC raw contents, against one registry. Number conversion and load
+//! shedding are rules of core's; a front end that answered differently would have grown its own.
 
 // Only `start` of the shared helpers is used here.
 #[allow(dead_code)]
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use inferd_core::executor::Executor;
 use inferd_core::registry::{LoadedModel, Registry};
+use inferd_core::repository::config::BatchingConfig;
 use inferd_core::tensor::raw;
 use inferd_core::{DataType, Model, ModelMetadata, NamedTensor, Tensor, TensorData, TensorSpec};
 use inferd_grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -22,6 +23,7 @@ use inferd_grpc::status::ERROR_TYPE_KEY;
 use inferd_grpc::GrpcConfig;
 use inferd_http::{AppState, HttpConfig};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tonic::Code;
 use tower::ServiceExt;
@@ -330,4 +332,118 @@ async fn numbers_that_do_not_fit_are_refused_alike_everywhere() {
             }
         }
     }
+}
+
+/// Holds every call until opened, and says when a call has started, so a test can fill a
+/// queue without timing anything.
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    entered: mpsc::UnboundedSender<()>,
+}
+
+impl Gate {
+    fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<()>) {
+        let (entered, calls) = mpsc::unbounded_channel();
+        let gate = Gate {
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+            entered,
+        };
+        (Arc::new(gate), calls)
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn pass(&self) {
+        let _ = self.entered.send(());
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+    }
+}
+
+struct Gated(Echo, Arc<Gate>);
+
+impl Model for Gated {
+    fn metadata(&self) -> &ModelMetadata {
+        self.0.metadata()
+    }
+
+    fn infer(&self, inputs: Vec<NamedTensor>) -> inferd_core::Result<Vec<NamedTensor>> {
+        self.1.pass();
+        self.0.infer(inputs)
+    }
+
+    fn cost_per_row_ns(&self) -> u64 {
+        u64::MAX / 2 // never inline: always through the batching queue
+    }
+}
+
+/// `future`'s output; a test that would otherwise hang fails after 10 s instead, naming what it
+/// waited for.
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    let limit = std::time::Duration::from_secs(10);
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("still waiting for {what} after 10 s"))
+}
+
+#[tokio::test]
+async fn a_full_batching_queue_is_unavailable_on_grpc_and_503_on_http() {
+    let server = common::start(GrpcConfig::default()).await;
+    let (gate, mut entered) = Gate::new();
+    // One inference thread, batches of one row and a queue of one request: one call
+    // computing and one queued fill it.
+    let executor = Executor::new(1, 16);
+    let batching = BatchingConfig {
+        max_batch_size: 1,
+        max_queue_delay_ms: 0.0,
+        max_queue_size: 1,
+    };
+    let gated = Gated(Echo::new(DataType::F32), Arc::clone(&gate));
+    let model = LoadedModel::new("gated", 1, Arc::new(gated)).with_batching(&batching, &executor);
+    assert!(model.is_batched());
+    server.registry.insert(model);
+    let loaded = server.registry.resolve("gated", Some(1)).unwrap();
+    let state = http_state(&server.registry);
+    let sent = Sent::Fp64(&[1.0]);
+    let computing = tokio::spawn(grpc(server.client.clone(), "gated", sent, false));
+    within("the first call to start", entered.recv()).await;
+    let queued = tokio::spawn(grpc(server.client.clone(), "gated", sent, false));
+    within("the second call to fill the queue", async {
+        while loaded.admit(&executor).is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // `grpc` and `http` check each refusal's codes against the table: UNAVAILABLE, and 503
+    // with Retry-After.
+    let over_grpc = within(
+        "the gRPC refusal",
+        grpc(server.client.clone(), "gated", sent, false),
+    )
+    .await;
+    let over_http = within("the HTTP refusal", http(&state, "gated", sent, false)).await;
+    for answer in [over_grpc, over_http] {
+        match answer {
+            Answer::Refused {
+                error_type,
+                message,
+            } => {
+                assert_eq!(error_type, "overloaded");
+                assert!(message.contains("queue is full"), "{message}");
+            }
+            other => panic!("a call past a full queue was answered: {other:?}"),
+        }
+    }
+
+    gate.open();
+    assert_eq!(computing.await.unwrap(), Answer::Values(vec![1.0]));
+    assert_eq!(queued.await.unwrap(), Answer::Values(vec![1.0]));
 }
