@@ -5,6 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use inferd_sklearn::{load_with_limits, Error, Limits};
 
@@ -76,8 +77,12 @@ fn wrapper(dims: &[u64], data: &[u8]) -> Vec<u8> {
     p
 }
 
+/// The counters are global: tests that measure take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn hostile_sizes_are_refused_before_allocating() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let limits = Limits::default();
     // Every case must stay far below what it claims; 16 MiB covers the reader's own needs.
     let cap = 16 << 20;
@@ -173,23 +178,23 @@ fn hostile_sizes_are_refused_before_allocating() {
         "ends early",
     ));
 
-    // 256 MiB of zeros deflates to a few hundred KiB.
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..256 {
-        z.write_all(&zeros).unwrap();
-    }
-    drop(zeros);
-    let bomb = z.finish().unwrap();
+    // 256 MiB of zeros deflates to a few hundred KiB; not a pickle from its first byte.
+    cases.push((
+        "zlib bomb of zeros",
+        bomb(Codec::Zlib, &[], 256 << 20),
+        limits.clone(),
+        "not a pickle",
+    ));
+    // The same framed as a pickle, under a small limit: refused at the limit's first byte over.
     let small = Limits {
         max_decompressed_bytes: 4 << 20,
         ..Limits::default()
     };
     cases.push((
-        "zlib bomb",
-        bomb,
+        "zlib bomb framed as a pickle, 4 MiB limit",
+        bomb(Codec::Zlib, &BINBYTES8_2GIB, 256 << 20),
         small,
-        "decompresses to more than allowed",
+        "decompresses to more than allowed (4 MiB)",
     ));
 
     for (what, file, limits, expect) in cases {
@@ -202,4 +207,95 @@ fn hostile_sizes_are_refused_before_allocating() {
         eprintln!("{what}: refused after allocating at most {peak} bytes");
         assert!(peak < cap, "{what}: allocated {peak} bytes");
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Codec {
+    Zlib,
+    Gzip,
+    Lz4,
+}
+
+/// A pickle's start claiming one bytes object of 2 GiB (BINBYTES8): what the zeros after it
+/// would be, were they let through.
+const BINBYTES8_2GIB: [u8; 11] = [0x80, 0x04, 0x8e, 0, 0, 0, 0x80, 0, 0, 0, 0];
+
+/// `header` then `zeros` zero bytes, compressed as joblib's `compress=` would, written through
+/// the encoder 1 MiB at a time so the test never holds the expanded stream.
+fn bomb(codec: Codec, header: &[u8], zeros: usize) -> Vec<u8> {
+    fn fill<W: Write>(mut w: W, header: &[u8], zeros: usize) -> W {
+        w.write_all(header).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..zeros / chunk.len() {
+            w.write_all(&chunk).unwrap();
+        }
+        w
+    }
+    let level = flate2::Compression::default();
+    match codec {
+        Codec::Zlib => {
+            let w = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            fill(w, header, zeros).finish().unwrap()
+        }
+        Codec::Gzip => {
+            let w = flate2::write::GzEncoder::new(Vec::new(), level);
+            fill(w, header, zeros).finish().unwrap()
+        }
+        Codec::Lz4 => {
+            let w = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            fill(w, header, zeros).finish().unwrap()
+        }
+    }
+}
+
+#[test]
+fn bombs_past_the_default_limit_are_refused_before_their_output_is_allocated() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The issue's bomb, 2 GiB through zlib; gzip and lz4 just past the limit, which is what
+    // the refusal costs whatever the size (lz4 decodes these zeros at about 100 MB/s).
+    for (codec, zeros) in [
+        (Codec::Zlib, 2 << 30),
+        (Codec::Gzip, (1 << 30) + (1 << 20)),
+        (Codec::Lz4, (1 << 30) + (1 << 20)),
+    ] {
+        let file = bomb(codec, &BINBYTES8_2GIB, zeros);
+        let start = Instant::now();
+        let (err, peak) = attempt(&file, &Limits::default());
+        eprintln!(
+            "{codec:?} bomb of {} KiB expanding to {} MiB: refused in {:.2?} after allocating \
+             at most {peak} bytes",
+            file.len() >> 10,
+            zeros >> 20,
+            start.elapsed()
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("decompresses to more than allowed (1024 MiB)"),
+            "{codec:?}: {msg}"
+        );
+        // The decoder's state and one 64 KiB chunk; nothing for the 2 GiB.
+        assert!(peak < 1 << 20, "{codec:?}: allocated {peak} bytes");
+    }
+}
+
+#[test]
+fn a_compressed_model_decompresses_to_exactly_its_size_and_no_further() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sklearn");
+    let plain = std::fs::read(dir.join("1.9.1/rf_clf_iris_zlib.pkl")).unwrap();
+    let size = inferd_sklearn::joblib::unwrap_container(&plain, &Limits::default())
+        .unwrap()
+        .len();
+    let exactly = Limits {
+        max_decompressed_bytes: size,
+        ..Limits::default()
+    };
+    assert!(load_with_limits(&plain, &exactly).is_ok());
+    let short = Limits {
+        max_decompressed_bytes: size - 1,
+        ..Limits::default()
+    };
+    let (err, peak) = attempt(&plain, &short);
+    assert!(err.to_string().contains("more than allowed"), "{err}");
+    assert!(peak < 1 << 20, "allocated {peak} bytes");
 }
