@@ -243,8 +243,9 @@ pub fn coerce(data: TensorData, target: DataType, what: &str) -> Result<TensorDa
             v.into_iter()
                 .enumerate()
                 .map(|(i, x)| {
-                    f32_from_f64(x)
-                        .ok_or_else(|| Error::bad_request(format!("{what} {}", f32_unfit(x, i))))
+                    f32_from_f64(x).ok_or_else(|| {
+                        Error::bad_request(format!("{what} {}", float_unfit(x, i, DataType::F32)))
+                    })
                 })
                 .collect::<Result<_>>()?,
         ),
@@ -317,9 +318,10 @@ pub fn int_unfit(value: i128, index: usize, datatype: DataType) -> String {
     unfit(value, index, datatype)
 }
 
-/// The same for a number too large for FP32, in exponent form (`1e39`, not 40 digits).
-pub fn f32_unfit(value: f64, index: usize) -> String {
-    unfit(format_args!("{value:e}"), index, DataType::F32)
+/// The same for a float (too large for FP32, or an integer-valued JSON number beyond an integer
+/// type), in exponent form: `1e39`, not 40 digits.
+pub fn float_unfit(value: f64, index: usize, datatype: DataType) -> String {
+    unfit(format_args!("{value:e}"), index, datatype)
 }
 
 fn unfit(value: impl fmt::Display, index: usize, datatype: DataType) -> String {

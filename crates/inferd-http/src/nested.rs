@@ -109,11 +109,17 @@ impl Sink {
     }
 
     fn push_float(&mut self, v: f64) -> Result<(), String> {
+        let index = self.len();
         match self {
             Sink::F32(d) => push_f32(d, v),
             Sink::F64(d) => {
                 d.push(v);
                 Ok(())
+            }
+            // serde_json reads an integer beyond u64 and i64 as a float: say it is out of range,
+            // not that it is not an integer.
+            Sink::Int { datatype, .. } if v.fract() == 0.0 && v.abs() >= 2f64.powi(63) => {
+                Err(tensor::float_unfit(v, index, *datatype))
             }
             Sink::Int { .. } => Err(format!("must contain only integers, found {v}")),
             _ => Err(self.wrong("a number")),
@@ -147,7 +153,8 @@ impl Sink {
 
 /// Numbers beyond FP32's range are refused by core's one rule rather than made infinite.
 fn push_f32(d: &mut Vec<f32>, v: f64) -> Result<(), String> {
-    let x = tensor::f32_from_f64(v).ok_or_else(|| tensor::f32_unfit(v, d.len()))?;
+    let x =
+        tensor::f32_from_f64(v).ok_or_else(|| tensor::float_unfit(v, d.len(), DataType::F32))?;
     d.push(x);
     Ok(())
 }
@@ -427,6 +434,17 @@ mod tests {
         assert_eq!(
             message,
             "input 'x' data has 256 at element 1, out of range for UINT8"
+        );
+        // Beyond u64, JSON integers reach the parser as floats.
+        let sink = Sink::for_datatype(DataType::I64, 0).unwrap();
+        let (message, _) = parse("[-1e30]", sink, "x", 100, 8).unwrap_err();
+        assert_eq!(message, "x has -1e30 at element 0, out of range for INT64");
+        let sink = Sink::for_datatype(DataType::U64, 0).unwrap();
+        let json = "[1, 36893488147419103232]";
+        let (message, _) = parse(json, sink, "x", 100, 8).unwrap_err();
+        assert_eq!(
+            message,
+            "x has 3.6893488147419103e19 at element 1, out of range for UINT64"
         );
     }
 
