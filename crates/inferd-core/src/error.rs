@@ -21,6 +21,8 @@ pub enum ErrorKind {
     ModelNotReady,
     /// The request's deadline passed before it was answered (504).
     DeadlineExceeded,
+    /// The client did not send its request body within the body read timeout (408).
+    RequestTimeout,
     /// A model file could not be loaded (used at start-up and by the repository API).
     ModelLoad,
     /// Authentication missing or wrong (401).
@@ -55,6 +57,7 @@ impl ErrorKind {
             Overloaded => (503, GrpcCode::Unavailable, "overloaded"),
             ModelNotReady => (503, GrpcCode::Unavailable, "model_not_ready"),
             DeadlineExceeded => (504, GrpcCode::DeadlineExceeded, "deadline_exceeded"),
+            RequestTimeout => (408, GrpcCode::DeadlineExceeded, "request_timeout"),
             ModelLoad => (400, GrpcCode::FailedPrecondition, "model_load"),
             Unauthenticated => (401, GrpcCode::Unauthenticated, "unauthenticated"),
             Internal => (500, GrpcCode::Internal, "internal"),
@@ -138,6 +141,7 @@ mod tests {
             Overloaded,
             ModelNotReady,
             DeadlineExceeded,
+            RequestTimeout,
             ModelLoad,
             Unauthenticated,
             Internal,

@@ -173,6 +173,11 @@ pub fn render() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The registry [`render`] exposes, for crates that own metrics of their own (connections).
+pub fn registry() -> &'static Registry {
+    &METRICS.registry
+}
+
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -8,11 +8,11 @@
 //! #              shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8081").await?;
 //! let state = inferd_grpc::GrpcState::new(registry, executor);
-//! inferd_grpc::serve(state, &inferd_grpc::GrpcConfig::default(), listener, shutdown).await?;
+//! inferd_grpc::serve(state, &inferd_grpc::GrpcConfig::default(), listener, shutdown).await;
 //! # Ok(()) }
 //! ```
 //!
-//! or builds the [`router`] and serves it itself.
+//! or builds the [`service`] and serves it itself.
 #![forbid(unsafe_code)]
 
 pub mod convert;
@@ -27,9 +27,8 @@ use std::time::Duration;
 
 use inferd_core::executor::Executor;
 use inferd_core::registry::Registry;
-use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::Server;
-use tower::layer::util::{Identity, Stack};
+use tonic::service::Routes;
+use tower::Layer;
 
 pub use service::InferenceService;
 
@@ -52,6 +51,8 @@ pub struct GrpcConfig {
     /// Extensions listed in ServerMetadata; the binary passes the same list as the HTTP front
     /// end's `GET /v2`, so that both protocols describe one server.
     pub extensions: Vec<String>,
+    /// Connection limits of the gRPC port (served HTTP/2 only, whatever `http1` says).
+    pub connections: inferd_listener::ConnectionLimits,
 }
 
 impl Default for GrpcConfig {
@@ -62,6 +63,7 @@ impl Default for GrpcConfig {
             max_rows: 100_000,
             default_timeout: None,
             extensions: vec!["binary_tensor_data".to_owned()],
+            connections: inferd_listener::ConnectionLimits::default(),
         }
     }
 }
@@ -79,42 +81,40 @@ impl GrpcState {
     }
 }
 
-/// The layer stack every gRPC request passes: oversized messages answered RESOURCE_EXHAUSTED.
-pub type GrpcLayers = Stack<limits::OversizedMessageLayer, Identity>;
-
-/// Every gRPC service inferd serves, ready for `serve_with_incoming_shutdown`.
-pub type GrpcRouter = Router<GrpcLayers>;
+/// Every gRPC service inferd serves, with oversized messages answered RESOURCE_EXHAUSTED.
+pub type GrpcService = <limits::OversizedMessageLayer as Layer<Routes>>::Service;
 
 /// The inference service, gRPC health (`grpc.health.v1.Health`, SERVING while the registry is
 /// ready) and server reflection (v1 and v1alpha, for grpcurl and friends).
-pub fn router(state: GrpcState, config: &GrpcConfig) -> GrpcRouter {
+pub fn service(state: GrpcState, config: &GrpcConfig) -> GrpcService {
     let health = health::service(state.registry.clone());
     let inference = InferenceService::new(state, Arc::new(config.clone())).into_server(config);
+    let mut routes = Routes::new(inference).add_service(health);
     // Both versions: grpcurl and most tools speak v1, older ones v1alpha. Building only fails
     // on a malformed descriptor set, and ours are compiled in (the tests call both).
-    let reflection_v1 = reflection().build_v1().ok();
-    let reflection_v1alpha = reflection().build_v1alpha().ok();
-    Server::builder()
-        .tcp_nodelay(true)
-        .layer(limits::OversizedMessageLayer::new())
-        .add_service(inference)
-        .add_service(health)
-        .add_optional_service(reflection_v1)
-        .add_optional_service(reflection_v1alpha)
+    if let Ok(v1) = reflection().build_v1() {
+        routes = routes.add_service(v1);
+    }
+    if let Ok(v1alpha) = reflection().build_v1alpha() {
+        routes = routes.add_service(v1alpha);
+    }
+    limits::OversizedMessageLayer::new().layer(routes.prepare())
 }
 
-/// Serves [`router`] on `listener` (with `TCP_NODELAY`: small answers must not wait for
-/// Nagle's algorithm) until `shutdown` resolves, then lets in-flight calls finish.
+/// Serves [`service`] on `listener` through inferd's connection layer (HTTP/2 only, with the
+/// connection limits of `config.connections`) until `shutdown` resolves, then lets in-flight
+/// calls finish.
 pub async fn serve(
     state: GrpcState,
     config: &GrpcConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    router(state, config)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+) {
+    let limits = inferd_listener::ConnectionLimits {
+        http1: false,
+        ..config.connections.clone()
+    };
+    inferd_listener::serve(listener, service(state, config), limits, "grpc", shutdown).await
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

@@ -6,6 +6,10 @@ use axum::http::{header, HeaderValue, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use axum::routing::get;
+use axum::Router;
+use inferd_core::registry::Registry;
+
 use crate::error::json_response;
 use crate::AppState;
 
@@ -17,7 +21,20 @@ pub async fn live() -> Response {
 /// `GET /v2/health/ready`: 200 when ready, 503 otherwise (also while draining, so load
 /// balancers stop sending before the listener closes).
 pub async fn ready(State(state): State<AppState>) -> Response {
-    if state.registry.is_ready() {
+    ready_answer(&state.registry)
+}
+
+/// The probes alone, for the metrics port: it runs on a thread of its own, so that probes
+/// answer at once however busy the inference port is.
+pub fn probe_routes(registry: Registry) -> Router {
+    Router::new().route("/v2/health/live", get(live)).route(
+        "/v2/health/ready",
+        get(move || std::future::ready(ready_answer(&registry))),
+    )
+}
+
+fn ready_answer(registry: &Registry) -> Response {
+    if registry.is_ready() {
         json_response(br#"{"ready":true}"#.to_vec())
     } else {
         let mut response = json_response(br#"{"ready":false}"#.to_vec());

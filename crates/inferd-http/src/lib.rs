@@ -29,6 +29,7 @@ mod v1;
 pub mod v2;
 
 pub use error::ApiError;
+pub use health::probe_routes;
 pub use request_id::{RequestId, REQUEST_ID};
 
 /// Limits on what a request may make the server read or allocate. All are checked before the
@@ -105,10 +106,15 @@ impl AppState {
         headers: &HeaderMap,
     ) -> Result<Arc<LoadedModel>, ApiError> {
         let snapshot = self.registry.snapshot();
-        let name = snapshot
-            .default_model
-            .as_deref()
-            .ok_or_else(|| ApiError(inferd_core::Error::not_found("no model is being served")))?;
+        let name = snapshot.default_model.as_deref().ok_or_else(|| {
+            let message = if snapshot.models.len() > 1 {
+                "several models are served and none is the default: name one \
+                 (/v2/models/{name}/infer), or start inferd with --default-model"
+            } else {
+                "no model is being served"
+            };
+            ApiError(inferd_core::Error::not_found(message))
+        })?;
         self.resolve(name, None, headers)
     }
 }

@@ -35,7 +35,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<By
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(max)),
-        Err(_) => Err(ApiError::bad_request("the request body could not be read")),
+        Err(e) => match inferd_listener::body::is_timeout(&*e) {
+            Some(timeout) => Err(ApiError(Error::new(
+                ErrorKind::RequestTimeout,
+                timeout.to_string(),
+            ))),
+            None => Err(ApiError::bad_request("the request body could not be read")),
+        },
     }
 }
 

@@ -179,8 +179,7 @@ pub async fn start(config: GrpcConfig) -> Server {
         inferd_grpc::serve(state, &config, listener, async {
             let _ = stopped.await;
         })
-        .await
-        .unwrap();
+        .await;
     });
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
