@@ -103,19 +103,6 @@ fn error_response(e: Error) -> Response {
     failure(status, &e.message)
 }
 
-/// Runs a blocking manager call (it may load files) off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> inferd_core::Result<T> + Send + 'static,
-) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error_response(e)),
-        Err(_) => Err(error_response(Error::internal(
-            "the repository operation failed",
-        ))),
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 struct IndexRequest {
     #[serde(default)]
@@ -144,19 +131,19 @@ async fn index(State(state): State<AppState>, body: axum::body::Bytes) -> Respon
     Json(entries).into_response()
 }
 
+// Load and unload wait (asynchronously) for the sync they run; the files are read on
+// threads of their own under the load timeout, so no async worker ever waits on a file.
 async fn load(State(state): State<AppState>, Path(model): Path<String>) -> Response {
-    let manager = state.manager.clone();
-    match blocking(move || manager.load_model(&model)).await {
+    match state.manager.load_model(&model).await {
         Ok(_) => Json(serde_json::json!({})).into_response(),
-        Err(r) => r,
+        Err(e) => error_response(e),
     }
 }
 
 async fn unload(State(state): State<AppState>, Path(model): Path<String>) -> Response {
-    let manager = state.manager.clone();
-    match blocking(move || manager.unload_model(&model)).await {
+    match state.manager.unload_model(&model).await {
         Ok(_) => Json(serde_json::json!({})).into_response(),
-        Err(r) => r,
+        Err(e) => error_response(e),
     }
 }
 

@@ -62,13 +62,23 @@ pub struct ModelArgs {
     pub model_repository: Option<PathBuf>,
 
     /// The model that answers the seed's `/predict` and other APIs that name no model
-    /// (default: the only model, when there is one).
+    /// (default: the one that had that role, while it is served; else the only model).
     #[arg(long, env = "INFERD_DEFAULT_MODEL")]
     pub default_model: Option<String>,
 
     /// Seconds between rescans of the model repository; file events trigger a rescan sooner.
     #[arg(long, env = "INFERD_REPOSITORY_POLL_INTERVAL", default_value_t = 5.0)]
     pub repository_poll_interval: f64,
+
+    /// Seconds one model version may take to load and warm up. Past it the load is abandoned
+    /// and reported, and retried later (at start-up: inferd exits with 64).
+    #[arg(long, env = "INFERD_MODEL_LOAD_TIMEOUT", default_value_t = 120.0)]
+    pub model_load_timeout: f64,
+
+    /// Seconds one scan of the model repository (listing, config files) may take; past it the
+    /// scan is abandoned, what was loaded keeps serving, and the next poll tries again.
+    #[arg(long, env = "INFERD_REPOSITORY_SCAN_TIMEOUT", default_value_t = 10.0)]
+    pub repository_scan_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +230,17 @@ impl ServeArgs {
         let poll = self.models.repository_poll_interval;
         if !(poll.is_finite() && (0.05..=3600.0).contains(&poll)) {
             return Err("--repository-poll-interval must be between 0.05 and 3600 seconds".into());
+        }
+        for (name, value) in [
+            ("model-load-timeout", self.models.model_load_timeout),
+            (
+                "repository-scan-timeout",
+                self.models.repository_scan_timeout,
+            ),
+        ] {
+            if !(value.is_finite() && (0.01..=86_400.0).contains(&value)) {
+                return Err(format!("--{name} must be between 0.01 and 86400 seconds"));
+            }
         }
         let m = &self.management;
         if m.management && m.management_token.is_none() && m.management_token_file.is_none() {

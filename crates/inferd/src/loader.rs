@@ -2,10 +2,13 @@
 //! warms each model up with one real inference before it may report ready.
 
 use std::path::Path;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
+use std::time::Duration;
 
+use inferd_core::repository::files;
 use inferd_core::tensor::{DataType, NamedTensor, Tensor, TensorData};
-use inferd_core::{Error, Model, Result};
+use inferd_core::{Error, ErrorKind, Model, Result};
 
 /// The seed's iris RandomForest (100 trees, random_state=0) converted by skl2onnx, built into
 /// the binary so that `inferd serve` answers with no set-up. Made by `fixtures/generate.py`.
@@ -20,9 +23,19 @@ pub fn load_builtin() -> Result<Arc<dyn Model>> {
     Ok(Arc::new(inferd_onnx::OnnxModel::load(BUILTIN_MODEL)?))
 }
 
-/// Loads a model file, choosing the runtime by extension. Error messages name the file by its
-/// name only, never its directory.
+/// Loads a model file named on the command line, choosing the runtime by extension. Error
+/// messages name the file by its name only, never its directory.
 pub fn load_file(path: &Path) -> Result<Arc<dyn Model>> {
+    load(None, path)
+}
+
+/// Loads a model file of the repository under `root` (resolved): it must still resolve to a
+/// file inside it when it is opened.
+pub fn load_repository_file(root: &Path, path: &Path) -> Result<Arc<dyn Model>> {
+    load(Some(root), path)
+}
+
+fn load(root: Option<&Path>, path: &Path) -> Result<Arc<dyn Model>> {
     let shown = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -32,19 +45,9 @@ pub fn load_file(path: &Path) -> Result<Arc<dyn Model>> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let size = std::fs::metadata(path)
-        .map_err(|e| {
-            Error::model_load(format!("cannot read model file {shown}: {}", io_reason(&e)))
-        })?
-        .len();
-    if size > MAX_MODEL_FILE_BYTES {
-        return Err(Error::model_load(format!(
-            "model file {shown} is larger than 1 GiB"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::model_load(format!("cannot read model file {shown}: {}", io_reason(&e)))
-    })?;
+    // Regular files only (a FIFO or device is refused before it is opened), and the read is
+    // bounded even if the file grows while it is read.
+    let bytes = files::read_capped(root, path, MAX_MODEL_FILE_BYTES, &shown)?;
     let model: Arc<dyn Model> = match ext.as_str() {
         "onnx" => load_onnx(&bytes)?,
         // Read as data by an allowlisting parser: nothing in the file is ever executed.
@@ -95,12 +98,32 @@ fn lacks_standard_operator(e: &inferd_onnx::OnnxError) -> bool {
     }
 }
 
-/// The OS's reason without the path it may carry.
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        other => other.to_string(),
+/// Runs `work` (a load at start-up) on a thread of its own and waits at most `timeout` for
+/// it. Past it the thread is left behind (a blocked read cannot be interrupted): start-up then
+/// fails, and the process exits with it.
+pub fn within<T: Send + 'static>(
+    timeout: Duration,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("inferd-load".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|_| Error::internal("cannot start a thread to load the model"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => Err(Error::new(
+            ErrorKind::DeadlineExceeded,
+            format!(
+                "loading timed out after {} s (--model-load-timeout)",
+                timeout.as_secs_f64()
+            ),
+        )),
+        Err(RecvTimeoutError::Disconnected) => {
+            Err(Error::internal("the model loader failed unexpectedly"))
+        }
     }
 }
 
@@ -177,6 +200,30 @@ mod tests {
             message: "unsupported operator SVMClassifier in domain ai.onnx.ml".into(),
         };
         assert!(!lacks_standard_operator(&unknown_ml));
+    }
+
+    #[test]
+    fn special_files_are_refused_and_slow_loads_time_out() {
+        let err = load_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            err.message.contains("not a regular file"),
+            "{}",
+            err.message
+        );
+        let root = std::env::temp_dir().join(format!("inferd-loader-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("model.onnx")).unwrap();
+        let err = load_repository_file(&root, &root.join("model.onnx")).unwrap_err();
+        assert_eq!(err.message, "model.onnx points outside the repository");
+        std::fs::remove_dir_all(&root).unwrap();
+        let err = within(Duration::from_millis(10), || {
+            std::thread::sleep(Duration::from_secs(1));
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
+        assert_eq!(within(Duration::from_secs(5), || Ok(7)).unwrap(), 7);
     }
 
     #[test]

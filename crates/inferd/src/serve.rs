@@ -83,15 +83,18 @@ fn load_models(
     executor: &Executor,
 ) -> inferd_core::Result<Option<Manager>> {
     let m = &args.models;
+    let load_timeout = Duration::from_secs_f64(m.model_load_timeout);
     if let Some(root) = &m.model_repository {
         let config = ManagerConfig {
             root: root.clone(),
             poll_interval: Duration::from_secs_f64(m.repository_poll_interval),
             default_model: m.default_model.clone(),
+            load_timeout,
+            scan_timeout: Duration::from_secs_f64(m.repository_scan_timeout),
         };
         let batching_executor = executor.clone();
         let load: LoadFn = Arc::new(move |request: &LoadRequest<'_>| {
-            let model = loader::load_file(request.file)?;
+            let model = loader::load_repository_file(request.root, request.file)?;
             loader::warm_up(model.as_ref())?;
             let loaded = LoadedModel::new(request.name, request.version, model);
             Ok(match &request.config.batching {
@@ -100,13 +103,18 @@ fn load_models(
             })
         });
         let manager = Manager::new(config, registry.clone(), load).with_executor(executor.clone());
-        let report = manager.sync()?;
+        // No async runtime exists yet: the manager runs its sync on a small one of its own.
+        let report = manager.sync_blocking()?;
         // At start-up every model must load: a server that silently serves half its models
         // is worse than one that refuses to start. (Later failures keep the old version.)
-        if let Some((name, version, reason)) = report.failed.first() {
+        if let Some((name, version, e)) = report.failed.first() {
             let at = version.map(|v| format!(" version {v}")).unwrap_or_default();
+            let hint = match e.kind {
+                inferd_core::ErrorKind::DeadlineExceeded => " (--model-load-timeout)",
+                _ => "",
+            };
             return Err(inferd_core::Error::model_load(format!(
-                "model '{name}'{at}: {reason}"
+                "model '{name}'{at}: {e}{hint}"
             )));
         }
         if registry.snapshot().models.is_empty() {
@@ -130,16 +138,25 @@ fn load_models(
                     .filter(|s| inferd_core::repository::check_model_name(s).is_ok())
                     .unwrap_or_else(|| "model".into()),
             };
-            (name, loader::load_file(path)?)
+            let path = path.clone();
+            let model = loader::within(load_timeout, move || {
+                let model = loader::load_file(&path)?;
+                loader::warm_up(model.as_ref())?;
+                Ok(model)
+            })?;
+            (name, model)
         }
         None => (
             m.model_name
                 .clone()
                 .unwrap_or_else(|| loader::BUILTIN_MODEL_NAME.into()),
-            loader::load_builtin()?,
+            {
+                let model = loader::load_builtin()?;
+                loader::warm_up(model.as_ref())?;
+                model
+            },
         ),
     };
-    loader::warm_up(model.as_ref())?;
     tracing::info!(model = %name, platform = %model.metadata().platform, "model ready");
     inferd_core::metrics::ModelLoaded {
         model: &name,

@@ -3,9 +3,11 @@
 //!
 //! Scanning only decides *what* to load (names, versions, files, configs), checking that every
 //! path stays inside the repository; loading the files is the binary's job, since only it knows
-//! every runtime.
+//! every runtime. [`files`] reads what the repository names: regular files only, confined
+//! and capped.
 
 pub mod config;
+pub mod files;
 mod scan;
 
 pub use config::{ModelConfig, VersionPolicy};

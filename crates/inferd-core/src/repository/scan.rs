@@ -2,8 +2,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use super::config::ModelConfig;
+use super::config::{ModelConfig, MAX_CONFIG_BYTES};
+use super::files;
 use crate::error::{Error, Result};
 
 /// File extensions a version directory's `model.<ext>` may have.
@@ -17,20 +19,31 @@ pub struct VersionPlan {
     pub version: u64,
     /// Canonical path of the model file, inside the repository.
     pub file: PathBuf,
+    /// The file's size and modification time when scanned: a change means "load again".
+    pub size: u64,
+    pub modified: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelPlan {
     pub name: String,
     pub config: ModelConfig,
-    /// The versions the policy selects, ascending.
+    /// The versions the policy selects and that have a usable model file, ascending.
     pub versions: Vec<VersionPlan>,
+    /// Versions the policy selects whose directory cannot be served (no model file, two of
+    /// them, not a regular file, outside the repository); the model's other versions stand.
+    pub broken: Vec<(u64, Error)>,
+    /// Directories in the model's directory that are not versions (`+3`, `01`, `0`), by name
+    /// (printable, shortened): ignored, and reported so that a typo does not go unseen.
+    pub ignored: Vec<(String, Error)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RepositoryPlan {
+    /// The repository root, resolved (every file in the plan is under it).
+    pub root: PathBuf,
     pub models: Vec<ModelPlan>,
-    /// Problems with single models (bad config, no model file); the rest of the plan stands.
+    /// Problems with single models (bad config, no version); the rest of the plan stands.
     pub problems: Vec<(String, Error)>,
 }
 
@@ -56,7 +69,10 @@ pub fn check_model_name(name: &str) -> Result<()> {
 pub fn scan(root: &Path) -> Result<RepositoryPlan> {
     let root = fs::canonicalize(root)
         .map_err(|_| Error::model_load("the model repository directory cannot be read"))?;
-    let mut plan = RepositoryPlan::default();
+    let mut plan = RepositoryPlan {
+        root: root.clone(),
+        ..Default::default()
+    };
     let mut names = Vec::new();
     for entry in read_dir(&root)? {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -82,51 +98,85 @@ pub fn scan(root: &Path) -> Result<RepositoryPlan> {
 }
 
 fn scan_model(root: &Path, name: &str) -> Result<Option<ModelPlan>> {
-    let dir = inside(root, &root.join(name))?;
+    let dir = files::inside(root, &root.join(name), "the model directory")?;
     if !dir.is_dir() {
         return Ok(None); // a stray file at the top level
     }
-    let config = match fs::read(dir.join("config.toml")) {
-        Ok(bytes) => {
-            let text = String::from_utf8(bytes)
-                .map_err(|_| Error::model_load("config.toml is not UTF-8"))?;
-            ModelConfig::parse(&text)?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ModelConfig::default(),
-        Err(_) => return Err(Error::model_load("config.toml cannot be read")),
-    };
+    let config = read_config(root, &dir)?;
     let mut present = Vec::new();
+    let mut ignored = Vec::new();
     for entry in read_dir(&dir)? {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        // Versions are positive integers written plainly: "01" would alias "1".
-        if let Ok(v) = file_name.parse::<u64>() {
-            if v > 0 && !file_name.starts_with('0') && entry.path().is_dir() {
-                present.push(v);
+        if file_name.starts_with('.') || !entry.path().is_dir() {
+            continue; // config.toml, READMEs, editors' and Kubernetes' hidden entries
+        }
+        match parse_version(&file_name) {
+            Some(v) => present.push(v),
+            None => {
+                let shown = printable(&file_name);
+                let error = Error::model_load(format!(
+                    "directory {shown:?} is ignored: versions are positive integers written plainly (1, 2, 10)"
+                ));
+                ignored.push((shown, error));
             }
         }
     }
+    ignored.sort_by(|a, b| a.0.cmp(&b.0));
     let mut versions = Vec::new();
-    for version in config.version_policy.select(&present) {
-        versions.push(VersionPlan {
-            version,
-            file: model_file(root, &dir.join(version.to_string()))?,
-        });
+    let mut broken = Vec::new();
+    let selected = config.version_policy.select(&present);
+    for &version in &selected {
+        match version_plan(root, &dir, version) {
+            Ok(plan) => versions.push(plan),
+            Err(e) => broken.push((version, e)),
+        }
     }
-    if versions.is_empty() {
-        return Err(Error::model_load(format!(
-            "model '{name}' has no version directory the policy selects"
-        )));
+    if selected.is_empty() {
+        let mut message = format!("model '{name}' has no version directory the policy selects");
+        if let Some((shown, _)) = ignored.first() {
+            message.push_str(&format!(
+                " (directory {shown:?} is not a version number: versions are positive integers written plainly)"
+            ));
+        }
+        return Err(Error::model_load(message));
     }
     Ok(Some(ModelPlan {
         name: name.to_owned(),
         config,
         versions,
+        broken,
+        ignored,
     }))
 }
 
-/// The single `model.<ext>` file in a version directory.
-fn model_file(root: &Path, version_dir: &Path) -> Result<PathBuf> {
-    let version_dir = inside(root, version_dir)?;
+/// A version directory's name is its number written plainly: it must print back as itself, so
+/// `+3`, ` 3`, `03` and `3.0` are not versions (each would alias `3`), nor is `0`.
+fn parse_version(name: &str) -> Option<u64> {
+    let v: u64 = name.parse().ok()?;
+    (v > 0 && v.to_string() == name).then_some(v)
+}
+
+/// `config.toml`, when present: inside the repository, a regular file, at most 64 KiB.
+fn read_config(root: &Path, dir: &Path) -> Result<ModelConfig> {
+    let path = dir.join("config.toml");
+    match fs::symlink_metadata(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ModelConfig::default()),
+        Err(_) => return Err(Error::model_load("config.toml cannot be read")),
+    }
+    let bytes = files::read_capped(Some(root), &path, MAX_CONFIG_BYTES as u64, "config.toml")?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| Error::model_load("config.toml is not UTF-8"))?;
+    ModelConfig::parse(&text)
+}
+
+/// The single `model.<ext>` file in a version directory, checked without being opened.
+fn version_plan(root: &Path, dir: &Path, version: u64) -> Result<VersionPlan> {
+    let version_dir = files::inside(
+        root,
+        &dir.join(version.to_string()),
+        &format!("version directory {version}"),
+    )?;
     let mut found = Vec::new();
     for entry in read_dir(&version_dir)? {
         let path = entry.path();
@@ -136,36 +186,44 @@ fn model_file(root: &Path, version_dir: &Path) -> Result<PathBuf> {
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| MODEL_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
         if is_model {
-            found.push(inside(root, &path)?);
+            found.push(path);
         }
     }
-    let version = version_dir
+    let path = match found.len() {
+        1 => found.remove(0),
+        0 => {
+            return Err(Error::model_load(format!(
+                "version {version} has no model file (model.onnx, .pkl, .joblib, .json or .txt)"
+            )))
+        }
+        _ => {
+            return Err(Error::model_load(format!(
+                "version {version} has more than one model.* file"
+            )))
+        }
+    };
+    let shown = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(Error::model_load(format!(
-            "version {version} has no model file (model.onnx, .pkl, .joblib, .json or .txt)"
-        ))),
-        _ => Err(Error::model_load(format!(
-            "version {version} has more than one model.* file"
-        ))),
-    }
+    let file = files::inside(root, &path, &shown)?;
+    // The loader caps the size; here only what it is matters (a FIFO must never be opened).
+    let meta = files::check_regular(&file, u64::MAX, &shown)?;
+    Ok(VersionPlan {
+        version,
+        file,
+        size: meta.len(),
+        modified: meta.modified().ok(),
+    })
 }
 
-/// Resolves `path` (following symlinks) and checks it is still under `root`; the check is on
-/// the resolved path, so `..`, encoded names and symlinks out of the tree all fail the same way.
-fn inside(root: &Path, path: &Path) -> Result<PathBuf> {
-    let resolved = fs::canonicalize(path)
-        .map_err(|_| Error::model_load("a repository entry cannot be resolved"))?;
-    if resolved.starts_with(root) {
-        Ok(resolved)
-    } else {
-        Err(Error::model_load(
-            "a repository entry points outside the repository",
-        ))
+/// A directory name fit for logs and the index: no control characters, at most 64 characters.
+fn printable(name: &str) -> String {
+    let mut out: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    if name.chars().count() > 64 {
+        out.push('…');
     }
+    out
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
@@ -239,15 +297,23 @@ mod tests {
         repo.file("twofiles/1/model.onnx", "x");
         repo.file("twofiles/1/model.pkl", "x");
         let plan = scan(&repo.0).unwrap();
-        assert_eq!(plan.models.len(), 1);
+        let names: Vec<_> = plan.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["good", "twofiles"]);
         let bad: Vec<_> = plan.problems.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(bad, ["badconfig", "noversion", "twofiles"]);
+        assert_eq!(bad, ["badconfig", "noversion"]);
+        // A broken version directory is that version's problem, not the whole model's.
+        let (version, err) = &plan.models[1].broken[0];
+        assert_eq!(
+            (*version, err.message.as_str()),
+            (1, "version 1 has more than one model.* file")
+        );
     }
 
     #[test]
     fn symlinks_out_of_the_root_are_refused() {
         let outside = TempDir::new("outside");
         outside.file("1/model.onnx", "secret");
+        outside.file("config.toml", "secret_key = \"hunter2\"");
         let repo = TempDir::new("symlink");
         repo.file("ok/1/model.onnx", "x");
         std::os::unix::fs::symlink(&outside.0, repo.0.join("escape")).unwrap();
@@ -257,13 +323,74 @@ mod tests {
             repo.0.join("sneaky/1/model.onnx"),
         )
         .unwrap();
+        repo.file("conf/1/model.onnx", "x");
+        std::os::unix::fs::symlink(
+            outside.0.join("config.toml"),
+            repo.0.join("conf/config.toml"),
+        )
+        .unwrap();
         let plan = scan(&repo.0).unwrap();
-        assert_eq!(plan.models.len(), 1);
-        for (name, err) in &plan.problems {
-            assert!(err.message.contains("outside"), "{name}: {}", err.message);
+        let names: Vec<_> = plan.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["ok", "sneaky"]);
+        // The model file is refused for its version; the model stays, with nothing to serve.
+        let (version, err) = &plan.models[1].broken[0];
+        assert_eq!(*version, 1);
+        assert_eq!(err.message, "model.onnx points outside the repository");
+        let problems: Vec<_> = plan.problems.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(problems, ["conf", "escape"]);
+        assert_eq!(
+            plan.problems[0].1.message,
+            "config.toml points outside the repository"
+        );
+        for (_, err) in &plan.problems {
+            assert!(err.message.contains("outside"), "{}", err.message);
             assert!(!err.message.contains(&*outside.0.to_string_lossy()));
+            assert!(!err.message.contains("secret"), "{}", err.message);
         }
-        assert_eq!(plan.problems.len(), 2);
+    }
+
+    #[test]
+    fn devices_and_fifos_are_refused_without_being_opened() {
+        let repo = TempDir::new("special");
+        repo.file("zero/1/model.onnx", "x");
+        std::os::unix::fs::symlink("/dev/zero", repo.0.join("zero/config.toml")).unwrap();
+        repo.file("fifo/1/model.onnx", "x");
+        repo.file("fifo/2/keep", "");
+        mkfifo(&repo.0.join("fifo/config.toml"));
+        mkfifo(&repo.0.join("fifo/2/model.onnx"));
+        repo.file("pipe/1/model.onnx", "1");
+        repo.file("pipe/2/keep", "");
+        repo.file("pipe/config.toml", "version_policy = \"all\"");
+        mkfifo(&repo.0.join("pipe/2/model.onnx"));
+        // Reading any of these would block (FIFO) or never end (/dev/zero): scan returns.
+        let plan = scan(&repo.0).unwrap();
+        let problems: Vec<_> = plan
+            .problems
+            .iter()
+            .map(|(n, e)| (n.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                (
+                    "fifo",
+                    "config.toml is not a regular file (FIFOs, sockets and devices are never read)"
+                ),
+                ("zero", "config.toml points outside the repository"),
+            ]
+        );
+        let pipe = &plan.models[0];
+        assert_eq!(pipe.versions.len(), 1, "version 1 still serves");
+        assert_eq!(pipe.broken[0].0, 2);
+        assert!(pipe.broken[0].1.message.contains("not a regular file"));
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     #[test]
@@ -272,18 +399,46 @@ mod tests {
         repo.file("m/01/model.onnx", "x");
         repo.file("m/0/model.onnx", "x");
         repo.file("m/-1/model.onnx", "x");
+        repo.file("m/+3/model.onnx", "x");
+        repo.file("m/ 4/model.onnx", "x");
         repo.file("m/2/model.onnx", "x");
+        repo.file("m/README", "x");
         let plan = scan(&repo.0).unwrap();
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+        let m = &plan.models[0];
         assert_eq!(
-            plan.models[0]
-                .versions
-                .iter()
-                .map(|v| v.version)
-                .collect::<Vec<_>>(),
+            m.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
             [2]
         );
+        let ignored: Vec<_> = m.ignored.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(ignored, [" 4", "+3", "-1", "0", "01"]);
+        assert!(m.ignored[1].1.message.contains("\"+3\" is ignored"));
         for bad in ["..", "a/b", "", ".x", "a b", "%2e%2e"] {
             assert!(check_model_name(bad).is_err(), "{bad}");
         }
+        for (name, parsed) in [
+            ("1", Some(1)),
+            ("10", Some(10)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("+3", None),
+            ("3 ", None),
+            ("03", None),
+            ("0", None),
+            ("3.0", None),
+            ("٣", None),
+        ] {
+            assert_eq!(parse_version(name), parsed, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_model_with_only_invalid_version_names_says_why() {
+        let repo = TempDir::new("onlyplus");
+        repo.file("m/+3/model.onnx", "x");
+        let plan = scan(&repo.0).unwrap();
+        let message = &plan.problems[0].1.message;
+        assert!(message.contains("no version directory"), "{message}");
+        assert!(message.contains("\"+3\""), "{message}");
     }
 }
