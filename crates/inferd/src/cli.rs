@@ -36,6 +36,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
+    pub connections: ConnectionArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub management: ManagementArgs,
@@ -154,6 +156,65 @@ pub struct LimitArgs {
     pub request_timeout: Option<f64>,
 }
 
+/// Limits on the connections of the HTTP and gRPC ports (docs/hardening.md).
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Most connections open at once on each of the HTTP and gRPC ports. At the limit the
+    /// connection idle the longest is closed to make room; with none idle, accepting pauses.
+    #[arg(long, env = "INFERD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds allowed for a whole HTTP/1 request head, from its first byte.
+    #[arg(long, env = "INFERD_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+
+    /// Seconds allowed for a whole request body, from the request's start (408 past it).
+    #[arg(long, env = "INFERD_BODY_READ_TIMEOUT", default_value_t = 30.0)]
+    pub body_read_timeout: f64,
+
+    /// Seconds a connection may stay open with no request in flight (keep it above your load
+    /// balancer's upstream keep-alive timeout: 60 s on most).
+    #[arg(long, env = "INFERD_IDLE_TIMEOUT", default_value_t = 75.0)]
+    pub idle_timeout: f64,
+
+    /// Seconds a connection may stay unable to send (the client stopped reading).
+    #[arg(long, env = "INFERD_WRITE_TIMEOUT", default_value_t = 30.0)]
+    pub write_timeout: f64,
+
+    /// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS),
+    /// on the HTTP port's h2c and on the gRPC port.
+    #[arg(long, env = "INFERD_MAX_CONCURRENT_STREAMS", default_value_t = 128)]
+    pub max_concurrent_streams: u32,
+
+    /// Largest request head in bytes: HTTP/1 (431 above it) and HTTP/2's header list.
+    #[arg(long, env = "INFERD_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: u32,
+}
+
+impl ConnectionArgs {
+    pub fn limits(&self) -> Result<inferd_listener::ConnectionLimits, String> {
+        let seconds = |name: &str, s: f64| {
+            if s.is_finite() && s > 0.0 && s <= 86_400.0 {
+                Ok(std::time::Duration::from_secs_f64(s))
+            } else {
+                Err(format!("--{name} must be between 0.1 and 86400 seconds"))
+            }
+        };
+        let limits = inferd_listener::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: seconds("header-read-timeout", self.header_read_timeout)?,
+            body_read_timeout: seconds("body-read-timeout", self.body_read_timeout)?,
+            idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            write_timeout: seconds("write-timeout", self.write_timeout)?,
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_header_bytes: self.max_header_bytes,
+            http1: true,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RuntimeArgs {
     /// Inference threads (default: the container's CPU quota, else the cores available).
@@ -201,6 +262,7 @@ pub struct LogArgs {
 impl ServeArgs {
     /// Checks what clap cannot, before any port is bound.
     pub fn validate(&self) -> Result<(), String> {
+        self.connections.limits()?;
         let s = &self.shutdown;
         for (name, value) in [
             ("shutdown-delay", s.shutdown_delay),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cpu_quota;
+mod fd_limit;
 mod loader;
 mod logging;
 mod serve;

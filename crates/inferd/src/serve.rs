@@ -15,7 +15,7 @@ use inferd_manager::reload::LoadRequest;
 use inferd_manager::{LoadFn, Manager, ManagerConfig};
 
 use crate::cli::ServeArgs;
-use crate::{cpu_quota, loader, logging, shutdown, EXIT_CONFIG};
+use crate::{cpu_quota, fd_limit, loader, logging, shutdown, EXIT_CONFIG};
 
 pub fn main(args: ServeArgs) -> ExitCode {
     if let Err(message) = args.validate().and_then(|()| logging::init(&args.log)) {
@@ -214,6 +214,11 @@ async fn run(
         Duration::from_secs_f64(args.shutdown.shutdown_delay),
     );
     let grace = Duration::from_secs_f64(args.shutdown.shutdown_grace);
+    let connections = args
+        .connections
+        .limits()
+        .map_err(|message| anyhow::anyhow!(message))?;
+    fd_limit::fit(connections.max_connections);
 
     if let Some(manager) = &manager {
         tokio::spawn(manager.clone().watch(shutdown.clone().draining()));
@@ -231,11 +236,17 @@ async fn run(
             tracing::info!(management = %listener.local_addr()?, "management API enabled");
             let app = inferd_manager::management::router(manager, token);
             let draining = shutdown.clone().draining();
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(draining)
-                    .await
-            }))
+            let limits = inferd_listener::ConnectionLimits {
+                max_connections: MANAGEMENT_CONNECTIONS,
+                ..connections.clone()
+            };
+            Some(tokio::spawn(inferd_listener::serve(
+                listener,
+                app,
+                limits,
+                "management",
+                draining,
+            )))
         }
         (None, Some(_)) => anyhow::bail!("--management needs --model-repository"),
         _ => None,
@@ -260,6 +271,7 @@ async fn run(
             .iter()
             .map(|e| (*e).to_owned())
             .collect(),
+        connections: connections.clone(),
     };
     let grpc = {
         let state = inferd_grpc::GrpcState::new(registry.clone(), executor.clone());
@@ -268,32 +280,21 @@ async fn run(
             inferd_grpc::serve(state, &grpc_config, grpc_listener, draining).await
         })
     };
-    let metrics = {
-        let app = axum::Router::new().route("/metrics", axum::routing::get(metrics_text));
-        tokio::spawn(async move { axum::serve(metrics_listener, app).await })
-    };
+    probe_thread(metrics_listener, registry.clone())?;
     let app = inferd_http::app(inferd_http::AppState::new(registry, executor, http_config));
-
-    use axum::serve::ListenerExt;
-    let listener = http_listener.tap_io(|tcp| {
-        // Small JSON answers must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
     let draining = shutdown.clone().draining();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(draining)
-            .await
-    });
+    let http = tokio::spawn(inferd_listener::serve(
+        http_listener,
+        app,
+        connections,
+        "http",
+        draining,
+    ));
 
     shutdown.draining().await;
     let drained = tokio::time::timeout(grace, async {
-        http.await
-            .context("HTTP server task")?
-            .context("HTTP server")?;
-        grpc.await
-            .context("gRPC server task")?
-            .context("gRPC server")?;
+        http.await.context("HTTP server task")?;
+        grpc.await.context("gRPC server task")?;
         anyhow::Ok(())
     });
     match drained.await {
@@ -302,12 +303,56 @@ async fn run(
             anyhow::bail!("in-flight requests did not finish within the {grace:?} grace period")
         }
     }
-    // Metrics stay up while draining, so the last scrape sees the drain.
-    metrics.abort();
+    // The metrics and probe thread stays up while draining, so the last scrape sees the
+    // drain; it ends with the process.
     if let Some(task) = management {
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     tracing::info!("drained; exiting");
+    Ok(())
+}
+
+/// Connections the management port accepts at once: a few operators and their scripts.
+const MANAGEMENT_CONNECTIONS: usize = 64;
+
+/// Connections the metrics port accepts at once: scrapers and probes.
+const METRICS_CONNECTIONS: usize = 256;
+
+/// Serves `/metrics` and the health probes on the metrics port, from a thread and an async
+/// runtime of their own: under overload the inference port's workers are busy with requests,
+/// and a probe or a scrape queued behind them would time out and get a healthy pod restarted.
+fn probe_thread(listener: tokio::net::TcpListener, registry: Registry) -> anyhow::Result<()> {
+    let listener = listener.into_std().context("metrics listener")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the metrics thread's runtime")?;
+    let app =
+        inferd_http::probe_routes(registry).route("/metrics", axum::routing::get(metrics_text));
+    let limits = inferd_listener::ConnectionLimits {
+        max_connections: METRICS_CONNECTIONS,
+        ..inferd_listener::ConnectionLimits::default()
+    };
+    std::thread::Builder::new()
+        .name("inferd-metrics".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        inferd_listener::serve(
+                            listener,
+                            app,
+                            limits,
+                            "metrics",
+                            std::future::pending(),
+                        )
+                        .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "the metrics port cannot be served"),
+                }
+            })
+        })
+        .context("starting the metrics thread")?;
     Ok(())
 }
 
