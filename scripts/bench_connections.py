@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_report import free_port, rss_mb  # noqa: E402  (the same helpers as bench-report)
 BODY = b'{"inputs": [5.1, 3.5, 1.4, 0.2]}'
 REQUEST = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
@@ -30,20 +32,6 @@ ALLOCATORS = {
     "jemalloc": {"LD_PRELOAD": str(LIBS / "libjemalloc.so.2")},
     "mimalloc": {"LD_PRELOAD": str(LIBS / "libmimalloc.so.2")},
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def open_connections(port, n):

@@ -207,27 +207,38 @@ def h2_connect(port: int):
     return sock, conn
 
 
-def h2_events(sock, conn, until, limit=5.0):
-    """Reads frames until `until(events_so_far)` holds or the connection ends."""
-    seen = []
+def read_until(sock, feed, limit):
+    """Feeds what `sock` receives to `feed` until it returns True, the connection ends, or
+    `limit` seconds pass."""
     deadline = time.monotonic() + limit
     sock.settimeout(0.2)
-    while time.monotonic() < deadline and not until(seen):
+    while time.monotonic() < deadline:
         try:
             data = sock.recv(65536)
         except socket.timeout:
             continue
         except ConnectionResetError:
-            break
-        if not data:
-            break
+            return
+        if not data or feed(data):
+            return
+
+
+def h2_events(sock, conn, until, limit=5.0):
+    """Reads frames until `until(events_so_far)` holds or the connection ends."""
+    seen = []
+
+    def feed(data):
         seen.extend(conn.receive_data(data))
         out = conn.data_to_send()
         if out:
             try:
                 sock.sendall(out)
             except (BrokenPipeError, ConnectionResetError):
-                break
+                return True
+        return until(seen)
+
+    if not until(seen):
+        read_until(sock, feed, limit)
     return seen
 
 
@@ -265,27 +276,22 @@ def test_an_http2_stream_flood_is_bounded(start_inferd, port_name):
         sock.sendall(flood)
     except (BrokenPipeError, ConnectionResetError):
         pass
-    refused, terminated = 0, False
-    sock.settimeout(0.5)
-    buf = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and refused < 2000 - 64 and not terminated:
-        try:
-            data = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except ConnectionResetError:
-            break
-        if not data:
-            break
-        buf += data
+    seen = {"refused": 0, "goaway": False, "buf": b""}
+
+    def feed(data):
+        buf = seen["buf"] + data
         while len(buf) >= 9:
             frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
             if len(buf) < 9 + length:
                 break
-            refused += isinstance(frame, RstStreamFrame)
-            terminated |= isinstance(frame, GoAwayFrame)
+            seen["refused"] += isinstance(frame, RstStreamFrame)
+            seen["goaway"] |= isinstance(frame, GoAwayFrame)
             buf = buf[9 + length:]
+        seen["buf"] = buf
+        return seen["refused"] >= 2000 - 64 or seen["goaway"]
+
+    read_until(sock, feed, limit=10)
+    refused, terminated = seen["refused"], seen["goaway"]
     rss_flood = rss_mb(pid)
     print(f"\nh2 stream flood on the {port_name} port: 2000 streams opened, {refused} refused, "
           f"GOAWAY: {terminated}; RSS {rss_before:.1f} -> {rss_flood:.1f} MB")
