@@ -25,8 +25,11 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use http_body_util::BodyExt;
 use inferd_core::executor::Executor;
 use inferd_core::registry::Registry;
+use inferd_listener::Body;
 use tonic::service::Routes;
 use tower::Layer;
 
@@ -82,7 +85,30 @@ impl GrpcState {
 }
 
 /// Every gRPC service inferd serves, with oversized messages answered RESOURCE_EXHAUSTED.
-pub type GrpcService = <limits::OversizedMessageLayer as Layer<Routes>>::Service;
+pub type GrpcService = <limits::OversizedMessageLayer as Layer<TimedRoutes>>::Service;
+
+/// The routes, with a request body that timed out failing as the error table says.
+pub type TimedRoutes = tower::util::MapRequest<Routes, fn(Request<Body>) -> Request<TimedBody>>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type TimedBody = http_body_util::combinators::MapErr<Body, fn(BoxError) -> BoxError>;
+
+/// A request body past `--body-read-timeout` fails the call with the table's status for
+/// `RequestTimeout` (DEADLINE_EXCEEDED), which tonic finds when the error is a `Status`;
+/// otherwise it would answer UNKNOWN.
+fn timeouts_as_status(request: Request<Body>) -> Request<TimedBody> {
+    request.map(|body| body.map_err(body_error as fn(BoxError) -> BoxError))
+}
+
+fn body_error(error: BoxError) -> BoxError {
+    match inferd_listener::body::is_timeout(&*error) {
+        Some(timeout) => Box::new(status::to_status(inferd_core::Error::new(
+            inferd_core::ErrorKind::RequestTimeout,
+            timeout.to_string(),
+        ))),
+        None => error,
+    }
+}
 
 /// The inference service, gRPC health (`grpc.health.v1.Health`, SERVING while the registry is
 /// ready) and server reflection (v1 and v1alpha, for grpcurl and friends).
@@ -98,7 +124,11 @@ pub fn service(state: GrpcState, config: &GrpcConfig) -> GrpcService {
     if let Ok(v1alpha) = reflection().build_v1alpha() {
         routes = routes.add_service(v1alpha);
     }
-    limits::OversizedMessageLayer::new().layer(routes.prepare())
+    let routes = tower::util::MapRequest::new(
+        routes.prepare(),
+        timeouts_as_status as fn(Request<Body>) -> Request<TimedBody>,
+    );
+    limits::OversizedMessageLayer::new().layer(routes)
 }
 
 /// Serves [`service`] on `listener` through inferd's connection layer (HTTP/2 only, with the

@@ -6,20 +6,22 @@
 //! How the timeouts are enforced, and why this way:
 //! - **Header read** (HTTP/1): a connection with no request in flight that has received bytes
 //!   but not yet a whole request head is closed once `header_read_timeout` has passed since the
-//!   first of those bytes (slowloris).
+//!   sweeper first saw those bytes (slowloris), so up to a quarter of it later.
 //! - **Body read**: a request body not complete within `body_read_timeout` of the request's
 //!   start fails with [`BodyTimedOut`]; the front ends answer 408 (see [`body`]). The timer is
 //!   armed only when the body is not already there, so small requests pay nothing.
 //! - **Idle**: a connection with no request in flight and no bytes of a new one is shut down
-//!   gracefully after `idle_timeout` (HTTP/2 PINGs do not count as activity).
+//!   gracefully after `idle_timeout` (HTTP/2 PINGs do not count as activity). A request is in
+//!   flight from its head until its answer's last byte. A graceful shutdown that has not
+//!   finished a header timeout later (an HTTP/2 client that ignores GOAWAY) becomes a close.
 //! - **Write**: a connection whose socket has refused writes for `write_timeout` (a client that
 //!   stopped reading) is closed.
 //!
 //! One sweeper task per port checks every connection a few times per timeout, instead of
 //! arming timers per request or per connection: the request path only bumps a few atomics.
 //! At the connection cap, accepting pauses; the connection idle the longest is closed to make
-//! room (as nginx reuses idle keep-alive connections), and when none is idle the new client
-//! waits in the kernel's backlog until one ends.
+//! room (as nginx reuses idle keep-alive connections), one at a time; when none is idle the
+//! new client waits, accepted but unserved, and those behind it wait in the kernel's backlog.
 #![forbid(unsafe_code)]
 
 pub mod body;
@@ -59,7 +61,7 @@ pub struct ConnectionLimits {
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: streams one connection may have open.
     pub max_concurrent_streams: u32,
     /// Largest request head: HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`, and the HTTP/1 read
-    /// buffer (a longer head gets 431).
+    /// buffer (a longer head gets 431; hyper's buffer is at least 8 KiB, hence the minimum).
     pub max_header_bytes: u32,
     /// Serve HTTP/1.1 (the REST port does; the gRPC port is HTTP/2 only).
     pub http1: bool,
@@ -86,8 +88,8 @@ impl ConnectionLimits {
         if self.max_connections == 0 || self.max_concurrent_streams == 0 {
             return Err("connection and stream limits must be at least 1".into());
         }
-        if self.max_header_bytes < 1024 {
-            return Err("the header size limit must be at least 1024 bytes".into());
+        if self.max_header_bytes < 8192 {
+            return Err("the header size limit must be at least 8192 bytes".into());
         }
         for (name, t) in [
             ("header read", self.header_read_timeout),
@@ -131,7 +133,7 @@ pub async fn serve<S, B>(
     let table = Table::new(Arc::clone(&limits), metrics.clone());
     let builder = Arc::new(builder(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let sweeper = tokio::spawn(Arc::clone(&table).sweep());
+    let _sweeper = AbortOnDrop(tokio::spawn(Arc::clone(&table).sweep()));
     tokio::pin!(shutdown);
 
     loop {
@@ -169,7 +171,13 @@ pub async fn serve<S, B>(
         let io = TokioIo::new(io::TrackedIo::new(stream, Arc::clone(&conn)));
         let service = service::ConnService::new(service.clone(), Arc::clone(&conn), &limits);
         let builder = Arc::clone(&builder);
-        let table = Arc::clone(&table);
+        // Removed from the table and the permit returned however the task ends, panics
+        // included: the drain waits for the table to empty.
+        let entry = Entry {
+            table: Arc::clone(&table),
+            conn: Arc::clone(&conn),
+            _permit: permit,
+        };
         tokio::spawn(async move {
             let connection = builder.serve_connection(io, service);
             tokio::pin!(connection);
@@ -187,8 +195,7 @@ pub async fn serve<S, B>(
                     },
                 }
             }
-            table.remove(&conn);
-            drop(permit);
+            drop(entry);
         });
     }
 
@@ -196,7 +203,28 @@ pub async fn serve<S, B>(
     drop(listener);
     table.shutdown_all();
     table.closed().await;
-    sweeper.abort();
+}
+
+/// A connection's place in the table and its permit, given back when its task ends.
+struct Entry {
+    table: Arc<Table>,
+    conn: Arc<table::Conn>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.table.remove(&self.conn);
+    }
+}
+
+/// The sweeper ends with `serve`, even when `serve`'s future is dropped rather than drained.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// At the connection cap: closes the idlest connection to make room, and while none is idle
@@ -231,7 +259,7 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
         // The sweeper enforces the header timeout; hyper's own would also close idle
         // keep-alive connections at the same moment, and arms a timer per request.
         .header_read_timeout(None)
-        .max_buf_size((limits.max_header_bytes as usize).max(8192));
+        .max_buf_size(limits.max_header_bytes as usize);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -1,5 +1,6 @@
 //! The per-connection service: counts the connection's requests in flight (the sweeper's
-//! "busy"), gives each request body its read deadline, and calls the port's service.
+//! "busy", from the request's head until its answer's last byte was handed to the socket),
+//! gives each request body its read deadline, and calls the port's service.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,7 +37,7 @@ where
     S: tower::Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
         + Clone,
 {
-    type Response = http::Response<B>;
+    type Response = http::Response<GuardedBody<B>>;
     type Error = Infallible;
     type Future = InFlight<S>;
 
@@ -46,7 +47,7 @@ where
         let request = request.map(|body| TimedBody::new(body, self.body_timeout));
         InFlight {
             call: Oneshot::new(self.inner.clone(), request),
-            guard: Guard(Arc::clone(&self.conn)),
+            guard: Some(Guard(Arc::clone(&self.conn))),
         }
     }
 }
@@ -67,17 +68,55 @@ pin_project_lite::pin_project! {
     {
         #[pin]
         call: Oneshot<S, http::Request<Body>>,
-        guard: Guard,
+        guard: Option<Guard>,
     }
 }
 
-impl<S> Future for InFlight<S>
+impl<S, B> Future for InFlight<S>
 where
-    S: tower::Service<http::Request<Body>>,
+    S: tower::Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>,
 {
-    type Output = Result<S::Response, S::Error>;
+    type Output = Result<http::Response<GuardedBody<B>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().call.poll(cx)
+        let this = self.project();
+        let Ok(response) = std::task::ready!(this.call.poll(cx));
+        // The request stays in flight while its answer is being sent.
+        let guard = this.guard.take();
+        Poll::Ready(Ok(response.map(|inner| GuardedBody { inner, guard })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body that keeps its request counted in flight until it has been sent.
+    pub struct GuardedBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<Guard>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for GuardedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            this.guard.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

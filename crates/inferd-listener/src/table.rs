@@ -64,8 +64,10 @@ pub struct Conn {
     pub write_blocked_since: AtomicU64,
     epoch: Instant,
     action: AtomicU8,
+    /// `now_ms` when a graceful shutdown was asked for, 0 before.
+    shutdown_at: AtomicU64,
     signal: Notify,
-    /// The sweeper's own bookkeeping (only it locks this).
+    /// What the sweeper saw last (the sweeper and eviction lock this, never the request path).
     watch: Mutex<Watch>,
 }
 
@@ -95,12 +97,37 @@ impl Conn {
     /// Asks for `action` unless a stronger one was asked already; true if it was new.
     fn request(&self, action: Action) -> bool {
         let code = encode(action);
+        if let Action::Shutdown(_) = action {
+            let _ = self.shutdown_at.compare_exchange(
+                0,
+                self.now_ms(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
         let previous = self.action.fetch_max(code, Ordering::AcqRel);
         if previous < code {
             self.signal.notify_one();
             true
         } else {
             false
+        }
+    }
+}
+
+impl Conn {
+    /// Neither a request nor a byte since it was accepted: closing it loses nothing, and an
+    /// HTTP/2 client that never sent its preface would not take part in a graceful close.
+    fn silent(&self) -> bool {
+        self.requests.load(Ordering::Acquire) == 0 && self.bytes_read.load(Ordering::Acquire) == 0
+    }
+
+    /// The way to end an idle connection: a graceful shutdown, or a plain close if silent.
+    fn end(&self, reason: Reason) -> Action {
+        if self.silent() {
+            Action::Close(reason)
+        } else {
+            Action::Shutdown(reason)
         }
     }
 }
@@ -128,6 +155,9 @@ pub struct Table {
     epoch: Instant,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Connections evicted and not closed yet: while one is, no other is evicted, so that a
+    /// full port closes one connection per new client, not one per retry.
+    evicting: AtomicU64,
     empty: Notify,
 }
 
@@ -139,6 +169,7 @@ impl Table {
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
+            evicting: AtomicU64::new(0),
             empty: Notify::new(),
         })
     }
@@ -157,6 +188,7 @@ impl Table {
             write_blocked_since: AtomicU64::new(0),
             epoch: self.epoch,
             action: AtomicU8::new(0),
+            shutdown_at: AtomicU64::new(0),
             signal: Notify::new(),
             // A new connection is idle until its first bytes: it may be evicted or time out.
             watch: Mutex::new(Watch {
@@ -179,15 +211,21 @@ impl Table {
         self.metrics.open.dec();
         if let Action::Shutdown(reason) | Action::Close(reason) = conn.action() {
             self.metrics.closed(reason).inc();
+            if reason == Reason::Evicted {
+                self.evicting.fetch_sub(1, Ordering::AcqRel);
+            }
         }
         if now_empty {
             self.empty.notify_waiters();
         }
     }
 
-    /// Shuts down the connection idle the longest, to make room for a new one; false if no
-    /// connection is idle.
+    /// Ends the connection idle the longest, to make room for a new one, unless an evicted
+    /// connection is still closing. False if none was evicted.
     pub fn evict_idlest(&self) -> bool {
+        if self.evicting.load(Ordering::Acquire) > 0 {
+            return false;
+        }
         let idlest = {
             let conns = self.lock();
             conns
@@ -195,8 +233,12 @@ impl Table {
                 .filter(|c| c.action() == Action::Run && c.in_flight.load(Ordering::Acquire) == 0)
                 .filter_map(|c| {
                     let w = c.watch.lock().unwrap_or_else(|p| p.into_inner());
+                    // Idle as the sweeper last saw it, and nothing since: a connection whose
+                    // next request is arriving is not idle, however long it waited before.
+                    let quiet = w.seen_requests == c.requests.load(Ordering::Acquire)
+                        && w.seen_bytes == c.bytes_read.load(Ordering::Acquire);
                     match (w.idle_since, w.head_started) {
-                        (Some(since), None) => Some((since, Arc::clone(c))),
+                        (Some(since), None) if quiet => Some((since, Arc::clone(c))),
                         _ => None,
                     }
                 })
@@ -204,7 +246,14 @@ impl Table {
                 .map(|(_, c)| c)
         };
         match idlest {
-            Some(conn) => conn.request(Action::Shutdown(Reason::Evicted)),
+            Some(conn) => {
+                self.evicting.fetch_add(1, Ordering::AcqRel);
+                if !conn.request(conn.end(Reason::Evicted)) {
+                    self.evicting.fetch_sub(1, Ordering::AcqRel);
+                    return false;
+                }
+                true
+            }
             None => false,
         }
     }
@@ -258,6 +307,19 @@ impl Table {
         {
             return Some(Action::Close(Reason::WriteTimeout));
         }
+        match conn.action() {
+            Action::Run => {}
+            // A graceful close needs the client's help (HTTP/2 waits for GOAWAY's PING to be
+            // answered); one that has not ended within the header timeout is forced. The
+            // drain is bounded by --shutdown-grace instead: its requests may take longer.
+            Action::Shutdown(reason) if reason != Reason::Draining => {
+                let asked = conn.shutdown_at.load(Ordering::Acquire);
+                let waited = conn.now_ms().saturating_sub(asked);
+                return (waited >= l.header_read_timeout.as_millis() as u64)
+                    .then_some(Action::Close(reason));
+            }
+            _ => return None,
+        }
         let mut w = conn.watch.lock().unwrap_or_else(|p| p.into_inner());
         if conn.in_flight.load(Ordering::Acquire) > 0 {
             // A request is being handled: its body has its own timeout, inference its deadline.
@@ -285,7 +347,7 @@ impl Table {
             return None;
         }
         let idle_since = w.idle_since.unwrap_or(now);
-        (now.duration_since(idle_since) >= l.idle_timeout).then_some(Action::Shutdown(Reason::Idle))
+        (now.duration_since(idle_since) >= l.idle_timeout).then(|| conn.end(Reason::Idle))
     }
 }
 
@@ -335,10 +397,8 @@ mod tests {
 
         assert_eq!(t.verdict(&idle, at(0)), None);
         assert_eq!(t.verdict(&idle, at(4)), None);
-        assert_eq!(
-            t.verdict(&idle, at(5)),
-            Some(Action::Shutdown(Reason::Idle))
-        );
+        // It never said a word: closed outright.
+        assert_eq!(t.verdict(&idle, at(5)), Some(Action::Close(Reason::Idle)));
 
         // HTTP/2 frames between requests are not a request head.
         h2.http2.store(true, Ordering::Release);
@@ -376,11 +436,41 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let newer = t.insert();
         busy.in_flight.store(1, Ordering::Release);
+        newer.requests.store(1, Ordering::Release); // it has spoken since the sweeper looked
         assert!(t.evict_idlest());
-        assert_eq!(older.action(), Action::Shutdown(Reason::Evicted));
+        assert_eq!(older.action(), Action::Close(Reason::Evicted));
+        assert!(!t.evict_idlest(), "one eviction at a time");
+        t.remove(&older);
+        assert!(
+            !t.evict_idlest(),
+            "a connection whose request is arriving is not idle"
+        );
+        assert_eq!(t.verdict(&newer, Instant::now()), None); // the sweeper sees it idle again
         assert!(t.evict_idlest());
         assert_eq!(newer.action(), Action::Shutdown(Reason::Evicted));
-        assert!(!t.evict_idlest());
         assert_eq!(busy.action(), Action::Run);
+    }
+
+    #[test]
+    fn a_graceful_close_that_does_not_finish_is_forced() {
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_millis(100),
+            ..ConnectionLimits::default()
+        };
+        let t = table(limits);
+        let c = t.insert();
+        c.requests.store(1, Ordering::Release);
+        assert!(c.request(Action::Shutdown(Reason::Idle)));
+        assert_eq!(t.verdict(&c, Instant::now()), None);
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(
+            t.verdict(&c, Instant::now()),
+            Some(Action::Close(Reason::Idle))
+        );
+        // The drain waits for its requests; --shutdown-grace bounds it, not the sweeper.
+        let d = t.insert();
+        assert!(d.request(Action::Shutdown(Reason::Draining)));
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(t.verdict(&d, Instant::now()), None);
     }
 }

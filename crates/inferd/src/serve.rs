@@ -280,7 +280,7 @@ async fn run(
             inferd_grpc::serve(state, &grpc_config, grpc_listener, draining).await
         })
     };
-    probe_thread(metrics_listener, registry.clone())?;
+    probe_thread(metrics_listener, registry.clone(), &connections)?;
     let app = inferd_http::app(inferd_http::AppState::new(registry, executor, http_config));
     let draining = shutdown.clone().draining();
     let http = tokio::spawn(inferd_listener::serve(
@@ -321,7 +321,11 @@ const METRICS_CONNECTIONS: usize = 256;
 /// Serves `/metrics` and the health probes on the metrics port, from a thread and an async
 /// runtime of their own: under overload the inference port's workers are busy with requests,
 /// and a probe or a scrape queued behind them would time out and get a healthy pod restarted.
-fn probe_thread(listener: tokio::net::TcpListener, registry: Registry) -> anyhow::Result<()> {
+fn probe_thread(
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    connections: &inferd_listener::ConnectionLimits,
+) -> anyhow::Result<()> {
     let listener = listener.into_std().context("metrics listener")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -331,7 +335,7 @@ fn probe_thread(listener: tokio::net::TcpListener, registry: Registry) -> anyhow
         inferd_http::probe_routes(registry).route("/metrics", axum::routing::get(metrics_text));
     let limits = inferd_listener::ConnectionLimits {
         max_connections: METRICS_CONNECTIONS,
-        ..inferd_listener::ConnectionLimits::default()
+        ..connections.clone()
     };
     std::thread::Builder::new()
         .name("inferd-metrics".into())
