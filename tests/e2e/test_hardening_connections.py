@@ -398,3 +398,29 @@ def test_probes_answer_fast_at_three_times_capacity(start_inferd, tmp_path):
         f"{name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {mx:.1f} ms"
         for name, (p50, p99, mx) in summary.items()))
     assert summary["metrics port"][1] < 100
+
+
+def test_a_half_sent_grpc_message_fails_with_deadline_exceeded(start_inferd):
+    server = start_inferd("--body-read-timeout", "1")
+    sock, conn = h2_connect(int(server.grpc_url.rsplit(":", 1)[1]))
+    h2_events(sock, conn, remote_settings)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "x"),
+                            (":path", "/inference.GRPCInferenceService/ModelInfer"),
+                            ("content-type", "application/grpc"), ("te", "trailers")])
+    # A gRPC frame header announcing 100 bytes, and 3 of them.
+    conn.send_data(sid, b"\x00\x00\x00\x00\x64abc")
+    sock.sendall(conn.data_to_send())
+    start = time.monotonic()
+    events = h2_events(sock, conn, lambda ev: any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))
+                                                  for e in ev), limit=5)
+    took = time.monotonic() - start
+    headers = {}
+    for e in events:
+        if isinstance(e, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+            headers.update(dict(e.headers))
+    print(f"\nslow gRPC message: grpc-status {headers.get(b'grpc-status')} after {took:.2f} s "
+          f"(--body-read-timeout 1)")
+    assert headers.get(b"grpc-status") == b"4", headers  # DEADLINE_EXCEEDED
+    assert headers.get(b"inferd-error-type") == b"request_timeout"
+    assert 0.9 <= took <= 3.0
