@@ -424,3 +424,28 @@ def test_a_half_sent_grpc_message_fails_with_deadline_exceeded(start_inferd):
     assert headers.get(b"grpc-status") == b"4", headers  # DEADLINE_EXCEEDED
     assert headers.get(b"inferd-error-type") == b"request_timeout"
     assert 0.9 <= took <= 3.0
+
+
+def test_a_client_that_stops_reading_is_cut_off(start_inferd):
+    # 400k rows answer 6.4 MB, more than loopback's socket buffers hold (4 MB at most).
+    server = start_inferd("--write-timeout", "1", "--max-rows", "400000", "--max-body-bytes", "16000000",
+                          "--max-tensor-elements", "2000000")
+    rows = 400_000
+    body = json.dumps({"inputs": [[5.1, 3.5, 1.4, 0.2]] * rows, "probabilities": True}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.connect(("127.0.0.1", server.http_port))
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    # Read nothing: the answer (several MB) fills the socket buffers and the server's writes
+    # stall. Then wait for the close.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if metric(server, "inferd_connections_closed_total", port="http", reason="write_timeout") >= 1:
+            break
+        time.sleep(0.2)
+    closed = metric(server, "inferd_connections_closed_total", port="http", reason="write_timeout")
+    sock.close()
+    print(f"\nclient not reading a {rows}-row answer: closed for write_timeout: {closed:.0f}")
+    assert closed >= 1
+    assert requests.post(server.url + "/predict", data=SEED_BODY, timeout=5).json() == {"prediction": [0]}
