@@ -66,6 +66,8 @@ pub struct Conn {
     action: AtomicU8,
     /// `now_ms` when a graceful shutdown was asked for, 0 before.
     shutdown_at: AtomicU64,
+    /// Ended to make room at the connection cap (counted in `Table::evicting` until removed).
+    evicted: AtomicBool,
     signal: Notify,
     /// What the sweeper saw last (the sweeper and eviction lock this, never the request path).
     watch: Mutex<Watch>,
@@ -189,6 +191,7 @@ impl Table {
             epoch: self.epoch,
             action: AtomicU8::new(0),
             shutdown_at: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
             signal: Notify::new(),
             // A new connection is idle until its first bytes: it may be evicted or time out.
             watch: Mutex::new(Watch {
@@ -211,9 +214,10 @@ impl Table {
         self.metrics.open.dec();
         if let Action::Shutdown(reason) | Action::Close(reason) = conn.action() {
             self.metrics.closed(reason).inc();
-            if reason == Reason::Evicted {
-                self.evicting.fetch_sub(1, Ordering::AcqRel);
-            }
+        }
+        // By the flag, not the reason: an evicted connection may end for a stronger one.
+        if conn.evicted.load(Ordering::Acquire) {
+            self.evicting.fetch_sub(1, Ordering::AcqRel);
         }
         if now_empty {
             self.empty.notify_waiters();
@@ -226,35 +230,32 @@ impl Table {
         if self.evicting.load(Ordering::Acquire) > 0 {
             return false;
         }
-        let idlest = {
-            let conns = self.lock();
-            conns
-                .values()
-                .filter(|c| c.action() == Action::Run && c.in_flight.load(Ordering::Acquire) == 0)
-                .filter_map(|c| {
-                    let w = c.watch.lock().unwrap_or_else(|p| p.into_inner());
-                    // Idle as the sweeper last saw it, and nothing since: a connection whose
-                    // next request is arriving is not idle, however long it waited before.
-                    let quiet = w.seen_requests == c.requests.load(Ordering::Acquire)
-                        && w.seen_bytes == c.bytes_read.load(Ordering::Acquire);
-                    match (w.idle_since, w.head_started) {
-                        (Some(since), None) if quiet => Some((since, Arc::clone(c))),
-                        _ => None,
-                    }
-                })
-                .min_by_key(|(since, _)| *since)
-                .map(|(_, c)| c)
-        };
-        match idlest {
-            Some(conn) => {
-                self.evicting.fetch_add(1, Ordering::AcqRel);
-                if !conn.request(conn.end(Reason::Evicted)) {
-                    self.evicting.fetch_sub(1, Ordering::AcqRel);
-                    return false;
+        // Chosen and asked under the table's lock, so that the connection is either still in
+        // the table (and `remove` will see `evicted`) or not chosen at all.
+        let conns = self.lock();
+        let idlest = conns
+            .values()
+            .filter(|c| c.action() == Action::Run && c.in_flight.load(Ordering::Acquire) == 0)
+            .filter_map(|c| {
+                let w = c.watch.lock().unwrap_or_else(|p| p.into_inner());
+                // Idle as the sweeper last saw it, and nothing since: a connection whose
+                // next request is arriving is not idle, however long it waited before.
+                let quiet = w.seen_requests == c.requests.load(Ordering::Acquire)
+                    && w.seen_bytes == c.bytes_read.load(Ordering::Acquire);
+                match (w.idle_since, w.head_started) {
+                    (Some(since), None) if quiet => Some((since, Arc::clone(c))),
+                    _ => None,
                 }
+            })
+            .min_by_key(|(since, _)| *since)
+            .map(|(_, c)| c);
+        match idlest {
+            Some(conn) if conn.request(conn.end(Reason::Evicted)) => {
+                conn.evicted.store(true, Ordering::Release);
+                self.evicting.fetch_add(1, Ordering::AcqRel);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
