@@ -58,3 +58,18 @@ def test_oversized_body_is_413(start_inferd):
 def test_sigterm_exits_zero(start_inferd):
     server = start_inferd()
     assert server.stop() == 0
+
+
+def test_a_single_model_is_served_as_the_version_it_is_deployed_as(start_inferd):
+    """--model-version: a canary's two arms, each one file, tell themselves apart everywhere."""
+    server = start_inferd("--model-version", "3")
+    r = requests.post(server.url + "/predict", json=SEED_BODY, timeout=5)
+    assert r.json() == {"prediction": [0]}
+    assert r.headers["x-inferd-model-version"] == "3"
+    assert requests.get(server.url + "/v2/models/iris", timeout=5).json()["versions"] == ["3"]
+    v2 = requests.post(server.url + "/v2/models/iris/infer", timeout=5, json={
+        "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": SEED_BODY["inputs"]}]})
+    assert v2.json()["model_version"] == "3", v2.text
+    assert requests.get(server.url + "/v2/models/iris/versions/3/ready", timeout=5).status_code == 200
+    metrics = requests.get(server.metrics_url + "/metrics", timeout=5).text
+    assert 'inferd_requests_total{model="iris",protocol="http_seed",status="ok",version="3"} 1' in metrics

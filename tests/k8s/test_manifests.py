@@ -39,6 +39,21 @@ def server_deployments():
             yield target, objects, one(objects, "Deployment", name)
 
 
+def test_a_single_file_server_reports_the_version_it_serves():
+    """A Deployment serving one file of the repository, /models/<model>/<version>/model.<ext>,
+    says which version that is (--model-version), or its arm of a canary cannot be told from
+    the other in metrics, headers and V2 metadata."""
+    checked = 0
+    for target, _, deployment in server_deployments():
+        args = arg_values(container(deployment)["args"])
+        m = re.fullmatch(r"/models/[^/]+/(\d+)/model\.\w+", args.get("model", ""))
+        if m:
+            checked += 1
+            # --model-version defaults to 1.
+            assert args.get("model-version", "1") == m.group(1), f"{target}/{deployment['metadata']['name']}"
+    assert checked >= 2
+
+
 def test_seed_resources_and_replicas(base):
     c = container(one(base, "Deployment", "inferd"))
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},

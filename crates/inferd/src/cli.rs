@@ -59,6 +59,13 @@ pub struct ModelArgs {
     #[arg(long, env = "INFERD_MODEL_NAME")]
     pub model_name: Option<String>,
 
+    /// The version --model (or the built-in model) is served as: in metrics, in the
+    /// `x-inferd-model-version` header and in V2 metadata. Set it per Deployment (a canary's
+    /// two arms), as a repository's version directories do.
+    #[arg(long, env = "INFERD_MODEL_VERSION", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "model_repository")]
+    pub model_version: u64,
+
     /// A model repository directory laid out DIR/<model>/<version>/model.<ext>.
     #[arg(long, env = "INFERD_MODEL_REPOSITORY")]
     pub model_repository: Option<PathBuf>,
@@ -334,6 +341,21 @@ mod tests {
         assert_eq!(args.listen.host.to_string(), "0.0.0.0");
         assert!(args.models.model.is_none());
         assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn a_single_model_is_served_as_the_version_given() {
+        let version = |args: &[&str]| match parse(args).map(|c| c.command) {
+            Ok(Command::Serve(a)) => Some(a.models.model_version),
+            _ => None,
+        };
+        assert_eq!(version(&["serve"]), Some(1));
+        assert_eq!(version(&["serve", "--model-version", "7"]), Some(7));
+        assert_eq!(version(&["serve", "--model-version", "0"]), None);
+        assert_eq!(
+            version(&["serve", "--model-repository", "m", "--model-version", "2"]),
+            None
+        );
     }
 
     #[test]

@@ -158,14 +158,15 @@ fn load_models(
         ),
     };
     tracing::info!(model = %name, platform = %model.metadata().platform, "model ready");
+    let version = m.model_version;
     inferd_core::metrics::ModelLoaded {
         model: &name,
-        version: 1,
+        version,
         elapsed: started.elapsed(),
         ok: true,
     }
     .emit();
-    registry.insert(LoadedModel::new(name, 1, model));
+    registry.insert(LoadedModel::new(name, version, model));
     Ok(None)
 }
 
