@@ -108,3 +108,30 @@ def start_inferd():
     yield start
     for server in started:
         server.stop()
+
+
+# The management token the repository suites use (management needs one of 16+ characters).
+MANAGEMENT_TOKEN = "test-management-token-0123456789"
+MANAGEMENT_AUTH = {"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}
+
+
+def start_with_repository(start_inferd, repo, *extra):
+    """inferd on a model repository, rescanned every 0.2 s, with the management API on a port
+    of its own (`server.management_url`)."""
+    port = free_port()
+    server = start_inferd(
+        "--model-repository", str(repo), "--repository-poll-interval", "0.2",
+        "--management", "--management-port", str(port), *extra,
+        env={"INFERD_MANAGEMENT_TOKEN": MANAGEMENT_TOKEN},
+    )
+    server.management_url = f"http://127.0.0.1:{port}"
+    return server
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")

@@ -21,17 +21,9 @@ import pytest
 import requests
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
-from conftest import inferd_bin
+from conftest import inferd_bin, rss_mb
 
 SEED_BODY = b'{"inputs": [5.1, 3.5, 1.4, 0.2]}'
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def metric(server, name: str, **labels) -> float:

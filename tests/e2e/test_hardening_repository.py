@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port, inferd_bin
+from conftest import MANAGEMENT_AUTH, inferd_bin, rss_mb
+from conftest import start_with_repository as start
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "crates" / "inferd" / "assets" / "iris.onnx"
-TOKEN = "test-management-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = MANAGEMENT_AUTH
 ROW = [5.1, 3.5, 1.4, 0.2]
 SECRET = "hunter2-outside-the-repository"
 
@@ -42,24 +42,6 @@ def wait_for(predicate, timeout=15.0):
             return value
         time.sleep(0.05)
     return None
-
-
-def rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def start(start_inferd, repo, *extra):
-    port = free_port()
-    server = start_inferd(
-        "--model-repository", str(repo), "--repository-poll-interval", "0.2",
-        "--management", "--management-port", str(port), *extra,
-        env={"INFERD_MANAGEMENT_TOKEN": TOKEN},
-    )
-    server.management_url = f"http://127.0.0.1:{port}"
-    return server
 
 
 def index(server):

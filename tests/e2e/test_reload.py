@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import MANAGEMENT_TOKEN as TOKEN
+from conftest import rss_mb
+from conftest import start_with_repository as start
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "crates" / "inferd" / "assets" / "iris.onnx"
-TOKEN = "test-management-token-0123456789"
 ROW = [5.1, 3.5, 1.4, 0.2]
 
 
@@ -52,30 +55,11 @@ def wait_for(predicate, timeout=15.0):
     return False
 
 
-def rss_kb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 @pytest.fixture
 def repo(tmp_path):
     (tmp_path / "iris").mkdir()
     put_version(tmp_path, 1)
     return tmp_path
-
-
-def start(start_inferd, repo, *extra):
-    from conftest import free_port
-    mport = free_port()
-    server = start_inferd(
-        "--model-repository", str(repo), "--repository-poll-interval", "0.2",
-        "--management", "--management-port", str(mport), *extra,
-        env={"INFERD_MANAGEMENT_TOKEN": TOKEN},
-    )
-    server.management_url = f"http://127.0.0.1:{mport}"
-    return server
 
 
 def test_reload_under_load_drops_nothing(start_inferd, repo):
@@ -214,10 +198,10 @@ def test_fifty_reload_cycles_do_not_grow_memory(start_inferd, repo):
     for warm in (2, 3):  # warm-up cycles before the baseline
         put_version(repo, warm)
         assert wait_for(lambda: infer_version(server, name=name) == str(warm))
-    before = rss_kb(server.proc.pid)
+    before = rss_mb(server.proc.pid) * 1024
     for version in range(4, 54):
         put_version(repo, version)
         assert wait_for(lambda: infer_version(server, name=name) == str(version))
         shutil.rmtree(repo / "iris" / str(version - 1), ignore_errors=True)
-    after = rss_kb(server.proc.pid)
+    after = rss_mb(server.proc.pid) * 1024
     assert after - before < RSS_GROWTH_BOUND_KB, (before, after)

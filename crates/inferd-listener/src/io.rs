@@ -30,18 +30,9 @@ impl TrackedIo {
         }
     }
 
+    #[cfg(test)]
     fn sniff(&mut self, bytes: &[u8]) {
-        let Some(matched) = self.preface else { return };
-        let want = &H2_PREFACE[matched..];
-        let n = want.len().min(bytes.len());
-        if bytes[..n] != want[..n] {
-            self.preface = None;
-        } else if matched + n == H2_PREFACE.len() {
-            self.preface = None;
-            self.conn.http2.store(true, Ordering::Release);
-        } else {
-            self.preface = Some(matched + n);
-        }
+        sniff(&mut self.preface, &self.conn, bytes);
     }
 
     fn track_write<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
@@ -62,6 +53,23 @@ impl TrackedIo {
     }
 }
 
+/// Advances `matched` (how much of the HTTP/2 preface the client's bytes matched so far) over
+/// `bytes`, and marks the connection HTTP/2 once all of it has come. Free of `TrackedIo` so that
+/// the bytes can be read in place from the caller's buffer.
+fn sniff(matched: &mut Option<usize>, conn: &Conn, bytes: &[u8]) {
+    let Some(so_far) = *matched else { return };
+    let want = &H2_PREFACE[so_far..];
+    let n = want.len().min(bytes.len());
+    if bytes[..n] != want[..n] {
+        *matched = None;
+    } else if so_far + n == H2_PREFACE.len() {
+        *matched = None;
+        conn.http2.store(true, Ordering::Release);
+    } else {
+        *matched = Some(so_far + n);
+    }
+}
+
 impl AsyncRead for TrackedIo {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -76,10 +84,7 @@ impl AsyncRead for TrackedIo {
             this.conn
                 .bytes_read
                 .fetch_add(read as u64, Ordering::Relaxed);
-            if this.preface.is_some() {
-                let new = buf.filled()[before..].to_vec();
-                this.sniff(&new);
-            }
+            sniff(&mut this.preface, &this.conn, &buf.filled()[before..]);
         }
         result
     }

@@ -55,6 +55,15 @@ impl<T> Pending<T> {
             Err(_) => Outcome::TimedOut,
         }
     }
+
+    /// [`Pending::wait`] from outside any async runtime (start-up, before one exists).
+    pub fn wait_blocking(self, timeout: Duration) -> Result<Outcome<T>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|_| Error::internal("cannot start a runtime to wait for repository work"))?;
+        Ok(runtime.block_on(self.wait(timeout)))
+    }
 }
 
 /// Starts `work` on a new thread named `name`.

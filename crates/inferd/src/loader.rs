@@ -2,13 +2,13 @@
 //! warms each model up with one real inference before it may report ready.
 
 use std::path::Path;
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
 use inferd_core::repository::files;
 use inferd_core::tensor::{DataType, NamedTensor, Tensor, TensorData};
 use inferd_core::{Error, ErrorKind, Model, Result};
+use inferd_manager::offload::{self, Outcome};
 
 /// The seed's iris RandomForest (100 trees, random_state=0) converted by skl2onnx, built into
 /// the binary so that `inferd serve` answers with no set-up. Made by `fixtures/generate.py`.
@@ -99,31 +99,23 @@ fn lacks_standard_operator(e: &inferd_onnx::OnnxError) -> bool {
 }
 
 /// Runs `work` (a load at start-up) on a thread of its own and waits at most `timeout` for
-/// it. Past it the thread is left behind (a blocked read cannot be interrupted): start-up then
-/// fails, and the process exits with it.
+/// it, as the manager does for repository loads. Past it the thread is left behind (a blocked
+/// read cannot be interrupted): start-up then fails, and the process exits with it.
 pub fn within<T: Send + 'static>(
     timeout: Duration,
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("inferd-load".into())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })
-        .map_err(|_| Error::internal("cannot start a thread to load the model"))?;
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(RecvTimeoutError::Timeout) => Err(Error::new(
+    let (_, pending) = offload::start("inferd-load", work)?;
+    match pending.wait_blocking(timeout)? {
+        Outcome::Finished(result) => result,
+        Outcome::TimedOut => Err(Error::new(
             ErrorKind::DeadlineExceeded,
             format!(
-                "loading timed out after {} s (--model-load-timeout)",
-                timeout.as_secs_f64()
+                "loading timed out after {} (--model-load-timeout)",
+                offload::seconds(timeout)
             ),
         )),
-        Err(RecvTimeoutError::Disconnected) => {
-            Err(Error::internal("the model loader failed unexpectedly"))
-        }
+        Outcome::Panicked => Err(Error::internal("the model loader failed unexpectedly")),
     }
 }
 
